@@ -1,0 +1,25 @@
+"""The `madbwpu-r` command: one Typer app, each command group registered from its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from madbwpu_r.cli import edge, jobs, run
+
+app = typer.Typer(
+    name="madbwpu-r",
+    help=(
+        "Run a data product: versioned datasets served as a cached HTTP API through an edge "
+        "cache, an API tier and background workers, for a staging and a production environment."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module in (run, edge, jobs):
+    module.register(app)
+
+
+def main() -> None:
+    app()
