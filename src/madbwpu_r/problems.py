@@ -1,0 +1,80 @@
+"""RFC 9457 problem details: the one shape every tier uses for a client's or a server's error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+class ProblemError(Exception):
+    """Raised anywhere below a handler; becomes a problem+json response at the boundary."""
+
+    def __init__(self, status: int, title: str | None = None, detail: str = "", **extra: Any):
+        super().__init__(detail or title or str(status))
+        self.status = status
+        self.title = title or _TITLES.get(status, "Error")
+        self.detail = detail
+        self.extra = extra
+
+
+def problem_response(
+    status: int,
+    title: str | None = None,
+    detail: str = "",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    all_headers = {"Cache-Control": "no-store"}
+    all_headers.update(headers or {})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=all_headers)
+
+
+async def _problem_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProblemError)
+    return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    return problem_response(exc.status_code, None, str(exc.detail or ""), headers=headers)
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    return problem_response(500, detail="The server failed to handle this request; see its log.")
+
+
+def install_problem_handlers(app: Starlette) -> None:
+    app.add_exception_handler(ProblemError, _problem_error)
+    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(Exception, _unhandled)
