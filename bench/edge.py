@@ -1,0 +1,461 @@
+"""Edge cache benchmark: our edge vs nginx proxy_cache, same origin, same run, same machine.
+
+    uv run python bench/edge.py [--rounds 3] [--duration 10] [--connections 64]
+
+1. Cached 1 KiB hit: `wrk -t2 -c64 -d10s --latency` against each side, alternating A B A B,
+   medians of requests/s, p50 and p99, and our ratio to nginx.
+2. Coalescing: 50 concurrent requests (asyncio + httpx, released together) for one cold URL whose
+   origin takes 500 ms; origin request count (from the origin's counter) and slowest client, for
+   our edge and for nginx with `proxy_cache_lock on`; a fresh cold URL per round and side.
+
+Prints the load average before and after; the last line is one JSON object with every figure.
+Everything binds to 127.0.0.1 on free ports under a temp dir; every process it starts is
+killed on exit, even on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+NGINX_TEMPLATE = HERE / "nginx" / "proxy-cache.conf.in"
+PURGE_TOKEN = "bench-" + uuid.uuid4().hex  # throwaway, only ever sent to 127.0.0.1
+SIDES = ("edge", "nginx")
+
+
+class BenchError(Exception):
+    """A step of the benchmark could not run; the message says which and why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Processes:
+    """Starts child processes in their own session and kills each one's group on exit."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.started: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None):
+        log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+        log.close()
+        self.started.append((name, proc))
+        return proc
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        path = self.logdir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        for name, proc in self.started:
+            if proc.poll() is not None:
+                raise BenchError(
+                    f"{name} exited with code {proc.returncode}:\n{self.log_tail(name)}"
+                )
+
+    def close(self) -> None:
+        for _name, proc in reversed(self.started):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        deadline = time.monotonic() + 5
+        for _name, proc in reversed(self.started):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            # The group may hold children (e.g. nginx workers) even after the leader is gone.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            if proc.poll() is None:
+                proc.wait(timeout=5)
+        self.started.clear()
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def wait_http(url: str, procs: Processes, timeout: float = 30.0) -> None:
+    """Poll until url answers (any status below 500), or fail with the server's log."""
+    deadline = time.monotonic() + timeout
+    last: Exception | str = "no answer"
+    while time.monotonic() < deadline:
+        procs.check_alive()
+        try:
+            response = httpx.get(url, timeout=1.0)
+            if response.status_code < 500:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise BenchError(f"{url} not ready after {timeout:.0f} s: {last}")
+
+
+def render_nginx_config(
+    prefix: Path, listen_port: int, origin_port: int, cache_lock: bool = True
+) -> str:
+    """Fill bench/nginx/proxy-cache.conf.in; fails loudly if a placeholder is left over."""
+    text = NGINX_TEMPLATE.read_text()
+    values = {
+        "PREFIX": str(prefix),
+        "LISTEN_PORT": str(listen_port),
+        "ORIGIN_PORT": str(origin_port),
+        "CACHE_LOCK": "on" if cache_lock else "off",
+    }
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    left = re.findall(r"@[A-Z_]+@", text)
+    if left:
+        raise BenchError(f"nginx template has unfilled placeholders: {left}")
+    return text
+
+
+def start_nginx(
+    procs: Processes, workdir: Path, listen_port: int, origin_port: int, cache_lock: bool = True
+) -> str:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise BenchError("nginx not found: apt-get install -y nginx")
+    prefix = workdir / "nginx"
+    prefix.mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(render_nginx_config(prefix, listen_port, origin_port, cache_lock))
+    argv = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+    procs.start("nginx", argv)
+    return f"http://127.0.0.1:{listen_port}"
+
+
+def start_origin(procs: Processes, port: int, slow_ms: float = 500.0) -> str:
+    argv = [sys.executable, str(HERE / "origin.py"), "--port", str(port), "--slow-ms", str(slow_ms)]
+    procs.start("origin", argv)
+    return f"http://127.0.0.1:{port}"
+
+
+def edge_command() -> list[str]:
+    """The installed `madbwpu-r` script of this interpreter's environment (no `uv run` wrapper,
+    so the process we kill is the edge itself)."""
+    script = Path(sys.executable).parent / "madbwpu-r"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("madbwpu-r")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from madbwpu_r.cli.main import main; main()"]
+
+
+def start_edge(procs: Processes, listen_port: int, origin: str) -> str:
+    argv = [
+        *edge_command(),
+        "edge",
+        "--origin",
+        origin,
+        "--listen",
+        f"127.0.0.1:{listen_port}",
+        "--purge-token",
+        PURGE_TOKEN,
+    ]
+    procs.start("edge", argv)
+    return f"http://127.0.0.1:{listen_port}"
+
+
+# ---------------------------------------------------------------------------------------------
+# wrk
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    socket_errors: int
+    non_2xx: int
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _to_ms(value: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value.strip())
+    if not match:
+        raise ValueError(f"not a wrk duration: {value!r}")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Read requests/s, p50/p99 (needs --latency), request and error counts from wrk's text."""
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+    total = re.search(r"^\s+(\d+) requests in ", output, re.M)
+    if not (rps and p50 and p99 and total):
+        raise ValueError("wrk output lacks Requests/sec or the --latency distribution")
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return WrkResult(
+        requests_per_s=float(rps.group(1)),
+        p50_ms=_to_ms(p50.group(1)),
+        p99_ms=_to_ms(p99.group(1)),
+        requests=int(total.group(1)),
+        socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+    )
+
+
+def run_wrk(url: str, threads: int, connections: int, duration: int) -> WrkResult:
+    wrk = shutil.which("wrk")
+    if not wrk:
+        raise BenchError("wrk not found: apt-get install -y wrk")
+    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"wrk against {url} did not finish in {duration + 30} s") from None
+    if done.returncode != 0:
+        raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
+    return parse_wrk(done.stdout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Coalescing
+
+
+async def _coalesce(base: str, origin: str, clients: int, timeout: float) -> tuple[int, float, int]:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        # Open every connection first, so the timed part measures the cache, not TCP setup.
+        await asyncio.gather(*(client.get(f"{base}/kib") for _ in range(clients)))
+        path = f"/slow/{uuid.uuid4().hex}"
+        go = asyncio.Event()
+        finished: list[float] = []
+        statuses: list[int] = []
+
+        async def one() -> None:
+            await go.wait()
+            response = await client.get(base + path)
+            finished.append(time.perf_counter())
+            statuses.append(response.status_code)
+
+        tasks = [asyncio.create_task(one()) for _ in range(clients)]
+        await asyncio.sleep(0.05)
+        start = time.perf_counter()
+        go.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout)
+        slowest_ms = (max(finished) - start) * 1000
+        bad = sum(1 for status in statuses if status != 200)
+    counted = httpx.get(f"{origin}/count", params={"path": path}, timeout=5).json()["count"]
+    return counted, slowest_ms, bad
+
+
+def coalesce_round(
+    base: str, origin: str, clients: int = 50, timeout: float = 15.0
+) -> tuple[int, float, int]:
+    """One cold URL, `clients` requests released at once: (origin requests, slowest ms, non-200)."""
+    return asyncio.run(_coalesce(base, origin, clients, timeout))
+
+
+# ---------------------------------------------------------------------------------------------
+# Run
+
+
+def warm(base: str) -> str:
+    """Fetch the 1 KiB URL until the cache reports a hit; returns the last X-Cache value."""
+    status = ""
+    for _ in range(5):
+        response = httpx.get(f"{base}/kib", timeout=5)
+        if response.status_code != 200:
+            raise BenchError(f"{base}/kib answered {response.status_code}")
+        status = response.headers.get("x-cache", "")
+        if status.upper().startswith("HIT"):
+            break
+        time.sleep(0.05)
+    return status
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def median(values: Sequence[float]) -> float:
+    return round(statistics.median(values), 3) if values else float("nan")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Our edge vs nginx proxy_cache (hits, coalescing)."
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="A B rounds (>= 1, default 3)")
+    parser.add_argument("--duration", type=int, default=10, help="wrk seconds per run")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent coalescing clients")
+    parser.add_argument(
+        "--sides", default="edge,nginx", help="comma list of edge,nginx (default both)"
+    )
+    args = parser.parse_args(argv)
+    args.sides = [s.strip() for s in args.sides.split(",") if s.strip()]
+    if not args.sides or any(s not in SIDES for s in args.sides):
+        parser.error("--sides takes edge and/or nginx")
+    for name, low, high in (
+        ("rounds", 1, 20),
+        ("duration", 1, 60),
+        ("connections", 1, 1024),
+        ("threads", 1, 16),
+        ("clients", 1, 500),
+    ):
+        if not low <= getattr(args, name) <= high:
+            parser.error(f"--{name} must be within {low}..{high}")
+    return args
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict:
+    result: dict = {
+        "bench": "edge",
+        "rounds": args.rounds,
+        "duration_s": args.duration,
+        "connections": args.connections,
+        "threads": args.threads,
+        "clients": args.clients,
+        "loadavg_before": loadavg(),
+    }
+    print(f"load average before: {result['loadavg_before']}", flush=True)
+    with Processes(workdir) as procs:
+        origin = start_origin(procs, free_port())
+        wait_http(f"{origin}/healthz", procs)
+        bases: dict[str, str] = {}
+        if "edge" in args.sides:
+            bases["edge"] = start_edge(procs, free_port(), origin)
+        if "nginx" in args.sides:
+            bases["nginx"] = start_nginx(procs, workdir, free_port(), int(origin.rsplit(":", 1)[1]))
+        for side, base in bases.items():
+            wait_http(f"{base}/kib", procs)
+            print(f"{side} at {base}; warm X-Cache: {warm(base) or '-'}", flush=True)
+
+        runs: dict[str, list[WrkResult]] = {side: [] for side in bases}
+        for round_no in range(1, args.rounds + 1):
+            for side, base in bases.items():
+                procs.check_alive()
+                res = run_wrk(f"{base}/kib", args.threads, args.connections, args.duration)
+                runs[side].append(res)
+                print(
+                    f"round {round_no} {side:5} {res.requests_per_s:10.0f} req/s  "
+                    f"p50 {res.p50_ms:7.2f} ms  p99 {res.p99_ms:7.2f} ms  "
+                    f"errors {res.socket_errors} non-2xx {res.non_2xx}",
+                    flush=True,
+                )
+        for side, side_runs in runs.items():
+            result[f"{side}_rps"] = median([r.requests_per_s for r in side_runs])
+            result[f"{side}_p50_ms"] = median([r.p50_ms for r in side_runs])
+            result[f"{side}_p99_ms"] = median([r.p99_ms for r in side_runs])
+            result[f"{side}_wrk_errors"] = sum(r.socket_errors + r.non_2xx for r in side_runs)
+            result[f"{side}_wrk_runs"] = [asdict(r) for r in side_runs]
+        if "edge_rps" in result and "nginx_rps" in result:
+            result["ratio_rps_edge_to_nginx"] = round(result["edge_rps"] / result["nginx_rps"], 3)
+
+        coalesce: dict[str, list[tuple[int, float, int]]] = {side: [] for side in bases}
+        for _round in range(args.rounds):
+            for side, base in bases.items():
+                procs.check_alive()
+                coalesce[side].append(coalesce_round(base, origin, args.clients))
+        for side, side_rounds in coalesce.items():
+            result[f"{side}_coalesce_origin_requests"] = max(r[0] for r in side_rounds)
+            result[f"{side}_coalesce_slowest_ms"] = median([r[1] for r in side_rounds])
+            result[f"{side}_coalesce_non_200"] = sum(r[2] for r in side_rounds)
+            result[f"{side}_coalesce_rounds"] = [
+                {"origin_requests": r[0], "slowest_ms": round(r[1], 1)} for r in side_rounds
+            ]
+            print(
+                f"coalesce {side:5} origin requests (max of rounds) "
+                f"{result[f'{side}_coalesce_origin_requests']}, slowest client (median) "
+                f"{result[f'{side}_coalesce_slowest_ms']:.1f} ms; rounds "
+                f"{result[f'{side}_coalesce_rounds']}",
+                flush=True,
+            )
+    result["loadavg_after"] = loadavg()
+    return result
+
+
+def summary(result: dict) -> str:
+    lines = [f"load average after: {result['loadavg_after']}", "", "median of rounds:"]
+    for side in SIDES:
+        if f"{side}_rps" in result:
+            lines.append(
+                f"  {side:5} {result[f'{side}_rps']:10.0f} req/s  p50 {result[f'{side}_p50_ms']:.2f} ms"
+                f"  p99 {result[f'{side}_p99_ms']:.2f} ms  coalescing: "
+                f"{result[f'{side}_coalesce_origin_requests']} origin request(s), slowest "
+                f"{result[f'{side}_coalesce_slowest_ms']:.1f} ms"
+            )
+    if "ratio_rps_edge_to_nginx" in result:
+        lines.append(f"  ratio edge/nginx req/s: {result['ratio_rps_edge_to_nginx']:.3f}")
+    return "\n".join(lines)
+
+
+def _raise_exit(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_exit)
+    with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp:
+        try:
+            result = run(args, Path(tmp))
+        except BenchError as exc:
+            print(f"bench/edge.py: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("bench/edge.py: interrupted", file=sys.stderr)
+            return 130
+    print(summary(result))
+    print(json.dumps(result, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
