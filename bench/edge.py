@@ -62,7 +62,13 @@ class Processes:
         self.logdir = logdir
         self.started: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None):
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen[bytes]:
         log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
             list(argv),
@@ -71,6 +77,7 @@ class Processes:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
+            cwd=cwd,
         )
         log.close()
         self.started.append((name, proc))
@@ -436,13 +443,13 @@ def summary(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _raise_exit(signum: int, _frame: object) -> None:
+def raise_exit(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGTERM, raise_exit)
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp:
         try:
             result = run(args, Path(tmp))
