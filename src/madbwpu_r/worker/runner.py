@@ -1,0 +1,285 @@
+"""Worker runner: claim jobs, run their handlers, keep their leases alive, settle them.
+
+At-least-once: a job is acked only after its handler returned, so a worker killed mid-job
+leaves the job leased until the lease expires and another worker takes it over. Handlers make
+their effects idempotent by keying them on `job.id` (and `job.attempt` for per-try records).
+Leases are renewed at lease/3 by a heartbeat thread for every job this worker holds, so a long
+job is not re-delivered while its worker is alive; a job whose lease was lost is never acked
+by us (the queue fences settle calls by claim receipt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue as _stdqueue
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from madbwpu_r.queue import Job, Queue, QueueError
+
+__all__ = ["Handler", "PermanentError", "Worker"]
+
+Handler = Callable[[Job], dict[str, Any] | None]
+log = logging.getLogger("madbwpu_r.worker")
+
+
+class PermanentError(Exception):
+    """Raised by a handler when retrying cannot help: the job is dead-lettered at once."""
+
+
+class Worker:
+    """Runs jobs from `queues` with `handlers` chosen by `payload["task"]` (else queue name).
+
+    prefetch: jobs claimed per round trip (held and heartbeated until run);
+    concurrency: handler threads (1 = run inline in the calling thread).
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        handlers: dict[str, Handler],
+        queues: Sequence[str] | None = None,
+        lease: float = 10.0,
+        name: str | None = None,
+        *,
+        prefetch: int = 1,
+        concurrency: int = 1,
+        poll_interval: float = 0.5,
+        install_signals: bool = True,
+    ):
+        if lease <= 0 or prefetch < 1 or concurrency < 1 or poll_interval <= 0:
+            raise ValueError("lease and poll_interval must be > 0; prefetch, concurrency >= 1")
+        self.queue = queue
+        self.handlers = dict(handlers)
+        self.queues = list(queues) if queues else sorted(self.handlers)
+        self.lease = float(lease)
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.prefetch = prefetch
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.install_signals = install_signals
+        self.processed = 0
+        self.failed = 0
+        self._stopping = threading.Event()
+        self._held: dict[str, Job] = {}
+        self._lock = threading.Condition()
+
+    def stop(self) -> None:
+        """Ask run() to finish the jobs already started, release the rest and return."""
+        self._stopping.set()
+        with self._lock:
+            self._lock.notify_all()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def run(self, burst: bool = False) -> None:
+        """Block until stop()/SIGTERM/SIGINT, or with burst=True until no job is ready."""
+        with self._signals(), self._heartbeats():
+            if self.concurrency == 1:
+                self._run_inline(burst)
+            else:
+                self._run_pool(burst)
+
+    # ---- loops ------------------------------------------------------------------------------
+
+    def _run_inline(self, burst: bool) -> None:
+        idle = _Idle(self.poll_interval)
+        while not self.stopping:
+            jobs = self._claim(self.prefetch)
+            if jobs is None or not jobs:
+                if burst and jobs is not None:
+                    return
+                self._stopping.wait(idle.next())
+                continue
+            idle.reset()
+            for i, job in enumerate(jobs):
+                if self.stopping:
+                    self._release(jobs[i:])
+                    break
+                self._process(job)
+
+    def _run_pool(self, burst: bool) -> None:
+        todo: _stdqueue.SimpleQueue[Job | None] = _stdqueue.SimpleQueue()
+        threads = [
+            threading.Thread(target=self._drain, args=(todo,), name=f"{self.name}-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        for thread in threads:
+            thread.start()
+        capacity = self.concurrency + self.prefetch
+        idle = _Idle(self.poll_interval)
+        try:
+            while not self.stopping:
+                with self._lock:
+                    self._lock.wait_for(
+                        lambda: len(self._held) < capacity or self.stopping, timeout=1.0
+                    )
+                    room = capacity - len(self._held)
+                if self.stopping or room <= 0:
+                    continue
+                jobs = self._claim(min(self.prefetch, room))
+                if jobs is None or not jobs:
+                    if burst and jobs is not None:
+                        with self._lock:
+                            if not self._held:
+                                return
+                    self._stopping.wait(idle.next())
+                    continue
+                idle.reset()
+                for job in jobs:
+                    todo.put(job)
+        finally:
+            pending = []
+            with contextlib.suppress(_stdqueue.Empty):
+                while True:
+                    job = todo.get_nowait()
+                    if job is not None:
+                        pending.append(job)
+            self._release(pending)
+            for _ in threads:
+                todo.put(None)
+            for thread in threads:
+                thread.join()
+
+    def _drain(self, todo: _stdqueue.SimpleQueue[Job | None]) -> None:
+        while (job := todo.get()) is not None:
+            if self.stopping:
+                self._release([job])
+                continue
+            self._process(job)
+
+    # ---- one job ----------------------------------------------------------------------------
+
+    def _claim(self, n: int) -> list[Job] | None:
+        """Claimed jobs, or None when the queue is unreachable (the loop backs off)."""
+        try:
+            jobs = self.queue.claim(self.queues, n=n, lease=self.lease, consumer=self.name)
+        except QueueError as exc:
+            log.warning("claim failed: %s", exc, extra={"worker": self.name})
+            return None
+        if jobs:
+            with self._lock:
+                for job in jobs:
+                    self._held[job.id] = job
+        return jobs
+
+    def _process(self, job: Job) -> None:
+        handler = self.handlers.get(str(job.payload.get("task"))) or self.handlers.get(job.queue)
+        try:
+            if handler is None:
+                raise PermanentError(f"no handler for task {job.payload.get('task')!r}")
+            result = handler(job)
+        except PermanentError as exc:
+            self._settle(job, "dead", error=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            log.warning(
+                "job failed", exc_info=True,
+                extra={"job": job.id, "attempt": job.attempt, "worker": self.name},
+            )
+            self._settle(job, "retry", error=f"{type(exc).__name__}: {exc}")
+        else:
+            self._settle(job, "ack", result=result if isinstance(result, dict) else None)
+
+    def _settle(
+        self, job: Job, how: str, result: dict[str, Any] | None = None, error: str = ""
+    ) -> None:
+        with self._lock:
+            # None: the heartbeat saw the lease go, another claim owns the job now.
+            lost = self._held.pop(job.id, None) is None
+            if how == "ack":
+                self.processed += 1
+            else:
+                self.failed += 1
+            self._lock.notify_all()
+        try:
+            if how == "ack":
+                done = self.queue.ack(job, result)
+            else:
+                done = self.queue.nack(job, error, retry=how == "retry")
+        except QueueError as exc:
+            log.warning("settle failed: %s", exc, extra={"job": job.id, "worker": self.name})
+            return
+        if not done or lost:
+            log.warning(
+                "lease lost before settling; the job belongs to another claim",
+                extra={"job": job.id, "attempt": job.attempt, "worker": self.name},
+            )
+
+    def _release(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            with self._lock:
+                self._held.pop(job.id, None)
+                self._lock.notify_all()
+            with contextlib.suppress(QueueError):
+                self.queue.release(job)
+
+    # ---- background -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _heartbeats(self) -> Iterator[None]:
+        done = threading.Event()
+        thread = threading.Thread(
+            target=self._beat, args=(done,), name=f"{self.name}-heartbeat", daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+    def _beat(self, done: threading.Event) -> None:
+        while not done.wait(self.lease / 3.0):
+            with self._lock:
+                jobs = list(self._held.values())
+            if not jobs:
+                continue
+            try:
+                alive = self.queue.heartbeat_many(jobs)
+            except QueueError as exc:
+                log.warning("heartbeat failed: %s", exc, extra={"worker": self.name})
+                continue
+            with self._lock:
+                for job, ok in zip(jobs, alive, strict=True):
+                    if not ok:
+                        self._held.pop(job.id, None)
+                        log.warning("lease lost", extra={"job": job.id, "worker": self.name})
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        if not self.install_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_signal(signum: int, frame: object) -> None:
+            log.info("stopping on %s", signal.Signals(signum).name, extra={"worker": self.name})
+            self.stop()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+class _Idle:
+    """Poll back-off while the queue is empty: 10 ms doubling up to poll_interval."""
+
+    def __init__(self, ceiling: float):
+        self.ceiling = ceiling
+        self.delay = 0.0
+
+    def next(self) -> float:
+        self.delay = min(self.ceiling, max(0.01, self.delay * 2))
+        return self.delay
+
+    def reset(self) -> None:
+        self.delay = 0.0
