@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +34,11 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # also importable by path (tests, scripts/conformance.py)
+    sys.path.insert(0, str(HERE))
+
+from _common import alternating, load_average, median, print_json_line, ratio, say  # noqa: E402
+
 NGINX_TEMPLATE = HERE / "nginx" / "proxy-cache.conf.in"
 PURGE_TOKEN = "bench-" + uuid.uuid4().hex  # throwaway, only ever sent to 127.0.0.1
 SIDES = ("edge", "nginx")
@@ -325,12 +328,9 @@ def warm(base: str) -> str:
     return status
 
 
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def median(values: Sequence[float]) -> float:
-    return round(statistics.median(values), 3) if values else float("nan")
+def rounded_median(values: Sequence[float]) -> float | None:
+    value = median(values)
+    return None if value is None else round(value, 3)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -369,9 +369,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         "connections": args.connections,
         "threads": args.threads,
         "clients": args.clients,
-        "loadavg_before": loadavg(),
+        "loadavg_before": load_average(),
     }
-    print(f"load average before: {result['loadavg_before']}", flush=True)
+    say(f"load average before: {result['loadavg_before']}")
     with Processes(workdir) as procs:
         origin = start_origin(procs, free_port())
         wait_http(f"{origin}/healthz", procs)
@@ -382,49 +382,45 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             bases["nginx"] = start_nginx(procs, workdir, free_port(), int(origin.rsplit(":", 1)[1]))
         for side, base in bases.items():
             wait_http(f"{base}/kib", procs)
-            print(f"{side} at {base}; warm X-Cache: {warm(base) or '-'}", flush=True)
+            say(f"{side} at {base}; warm X-Cache: {warm(base) or '-'}")
 
         runs: dict[str, list[WrkResult]] = {side: [] for side in bases}
-        for round_no in range(1, args.rounds + 1):
-            for side, base in bases.items():
-                procs.check_alive()
-                res = run_wrk(f"{base}/kib", args.threads, args.connections, args.duration)
-                runs[side].append(res)
-                print(
-                    f"round {round_no} {side:5} {res.requests_per_s:10.0f} req/s  "
-                    f"p50 {res.p50_ms:7.2f} ms  p99 {res.p99_ms:7.2f} ms  "
-                    f"errors {res.socket_errors} non-2xx {res.non_2xx}",
-                    flush=True,
-                )
+        for round_no, side in alternating(list(bases), args.rounds):
+            procs.check_alive()
+            res = run_wrk(f"{bases[side]}/kib", args.threads, args.connections, args.duration)
+            runs[side].append(res)
+            say(
+                f"round {round_no + 1} {side:5} {res.requests_per_s:10.0f} req/s  "
+                f"p50 {res.p50_ms:7.2f} ms  p99 {res.p99_ms:7.2f} ms  "
+                f"errors {res.socket_errors} non-2xx {res.non_2xx}"
+            )
         for side, side_runs in runs.items():
-            result[f"{side}_rps"] = median([r.requests_per_s for r in side_runs])
-            result[f"{side}_p50_ms"] = median([r.p50_ms for r in side_runs])
-            result[f"{side}_p99_ms"] = median([r.p99_ms for r in side_runs])
+            result[f"{side}_rps"] = rounded_median([r.requests_per_s for r in side_runs])
+            result[f"{side}_p50_ms"] = rounded_median([r.p50_ms for r in side_runs])
+            result[f"{side}_p99_ms"] = rounded_median([r.p99_ms for r in side_runs])
             result[f"{side}_wrk_errors"] = sum(r.socket_errors + r.non_2xx for r in side_runs)
             result[f"{side}_wrk_runs"] = [asdict(r) for r in side_runs]
         if "edge_rps" in result and "nginx_rps" in result:
-            result["ratio_rps_edge_to_nginx"] = round(result["edge_rps"] / result["nginx_rps"], 3)
+            result["ratio_rps_edge_to_nginx"] = ratio(result["edge_rps"], result["nginx_rps"], 3)
 
         coalesce: dict[str, list[tuple[int, float, int]]] = {side: [] for side in bases}
-        for _round in range(args.rounds):
-            for side, base in bases.items():
-                procs.check_alive()
-                coalesce[side].append(coalesce_round(base, origin, args.clients))
+        for _round, side in alternating(list(bases), args.rounds):
+            procs.check_alive()
+            coalesce[side].append(coalesce_round(bases[side], origin, args.clients))
         for side, side_rounds in coalesce.items():
             result[f"{side}_coalesce_origin_requests"] = max(r[0] for r in side_rounds)
-            result[f"{side}_coalesce_slowest_ms"] = median([r[1] for r in side_rounds])
+            result[f"{side}_coalesce_slowest_ms"] = rounded_median([r[1] for r in side_rounds])
             result[f"{side}_coalesce_non_200"] = sum(r[2] for r in side_rounds)
             result[f"{side}_coalesce_rounds"] = [
                 {"origin_requests": r[0], "slowest_ms": round(r[1], 1)} for r in side_rounds
             ]
-            print(
+            say(
                 f"coalesce {side:5} origin requests (max of rounds) "
                 f"{result[f'{side}_coalesce_origin_requests']}, slowest client (median) "
                 f"{result[f'{side}_coalesce_slowest_ms']:.1f} ms; rounds "
-                f"{result[f'{side}_coalesce_rounds']}",
-                flush=True,
+                f"{result[f'{side}_coalesce_rounds']}"
             )
-    result["loadavg_after"] = loadavg()
+    result["loadavg_after"] = load_average()
     return result
 
 
@@ -438,7 +434,7 @@ def summary(result: dict) -> str:
                 f"{result[f'{side}_coalesce_origin_requests']} origin request(s), slowest "
                 f"{result[f'{side}_coalesce_slowest_ms']:.1f} ms"
             )
-    if "ratio_rps_edge_to_nginx" in result:
+    if result.get("ratio_rps_edge_to_nginx") is not None:
         lines.append(f"  ratio edge/nginx req/s: {result['ratio_rps_edge_to_nginx']:.3f}")
     return "\n".join(lines)
 
@@ -459,8 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("bench/edge.py: interrupted", file=sys.stderr)
             return 130
-    print(summary(result))
-    print(json.dumps(result, separators=(",", ":")))
+    print(summary(result), flush=True)
+    print_json_line(result)
     return 0
 
 
