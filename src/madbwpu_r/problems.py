@@ -31,9 +31,17 @@ _TITLES = {
 class ProblemError(Exception):
     """Raised anywhere below a handler; becomes a problem+json response at the boundary."""
 
-    def __init__(self, status: int, title: str | None = None, detail: str = "", **extra: Any):
+    def __init__(
+        self,
+        status: int,
+        title: str | None = None,
+        detail: str = "",
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ):
         super().__init__(detail or title or str(status))
         self.status = status
+        self.headers = headers
         self.title = title or _TITLES.get(status, "Error")
         self.detail = detail
         self.extra = extra
@@ -61,7 +69,7 @@ def problem_response(
 
 async def _problem_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProblemError)
-    return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+    return problem_response(exc.status, exc.title, exc.detail, headers=exc.headers, **exc.extra)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
