@@ -14,7 +14,7 @@ import pytest
 
 from madbwpu_r.queue import Queue, open_queue
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "redis"]
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
