@@ -1,7 +1,109 @@
-"""Placeholder: replaced by the module that owns this command."""
+"""`madbwpu-r edge`: one caching edge process in front of any HTTP origin."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
+_SIZE = re.compile(r"^\s*(\d+)\s*(k|ki|kib|kb|m|mi|mib|mb|g|gi|gib|gb)?\s*$", re.IGNORECASE)
+_UNITS = {"k": 2**10, "m": 2**20, "g": 2**30}
+
+
+class HttpImpl(StrEnum):
+    httptools = "httptools"
+    h11 = "h11"
+
+
+class LoopImpl(StrEnum):
+    uvloop = "uvloop"
+    asyncio = "asyncio"
+    auto = "auto"
+
+
+def parse_size(value: str) -> int:
+    """'64MiB', '64m', '1048576' -> bytes (binary units)."""
+    match = _SIZE.match(value)
+    if not match:
+        raise typer.BadParameter(f"{value!r} is not a size such as 1048576, 512KiB or 64MiB")
+    number, unit = int(match.group(1)), (match.group(2) or "").lower()
+    return number * (_UNITS[unit[0]] if unit else 1)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def parse_origin(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(f"{value!r} is not an http(s) URL (e.g. http://127.0.0.1:8000)")
+    return value.rstrip("/")
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("edge")
+    def edge(
+        origin: str = typer.Option(
+            ..., help="Origin base URL to forward misses to.", callback=parse_origin
+        ),
+        listen: str = typer.Option("127.0.0.1:8080", help="HOST:PORT to serve on."),
+        purge_token: str | None = typer.Option(
+            None,
+            envvar="MADBWPU_R_PURGE_TOKEN",
+            help="Bearer token required by POST /_edge/purge (purges are refused without one).",
+        ),
+        max_bytes: str = typer.Option("64MiB", help="Cache size limit (headers + bodies)."),
+        max_object_bytes: str = typer.Option(
+            "1MiB", help="Larger responses are streamed, not cached."
+        ),
+        redis_url: str | None = typer.Option(
+            None, envvar="MADBWPU_R_REDIS_URL", help="Subscribe to purges over Redis pub/sub."
+        ),
+        redis_channel: str = typer.Option("madbwpu-r:edge:purge", help="Pub/sub channel."),
+        name: str = typer.Option("edge", help="Name of this edge in metrics and logs."),
+        http: Annotated[HttpImpl, typer.Option(help="HTTP/1.1 parser.")] = HttpImpl.httptools,
+        loop: Annotated[LoopImpl, typer.Option(help="Event loop.")] = LoopImpl.uvloop,
+        log_level: str = typer.Option("warning", help="Log level."),
+    ) -> None:
+        """Run one caching edge process (RFC 9111 shared cache) in front of ORIGIN."""
+        import uvicorn
+
+        from madbwpu_r.edge.app import create_app
+        from madbwpu_r.edge.config import EdgeConfig
+        from madbwpu_r.logs import configure_logging
+
+        host, port = parse_listen(listen)
+        limit, object_limit = parse_size(max_bytes), parse_size(max_object_bytes)
+        if object_limit > limit:
+            raise typer.BadParameter("--max-object-bytes must not exceed --max-bytes")
+        configure_logging("edge", log_level.upper())
+        config = EdgeConfig(
+            origin=origin,
+            purge_token=purge_token or None,
+            max_bytes=limit,
+            max_object_bytes=object_limit,
+            redis_url=redis_url or None,
+            redis_channel=redis_channel,
+            name=name,
+        )
+        uvicorn.run(
+            create_app(config),
+            host=host,
+            port=port,
+            http=http.value,
+            loop=loop.value,
+            access_log=False,
+            server_header=False,
+            date_header=False,
+            log_config=None,
+            log_level=log_level.lower(),
+            lifespan="on",
+            backlog=4096,
+        )

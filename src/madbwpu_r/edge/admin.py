@@ -1,0 +1,82 @@
+"""The edge's own endpoints: /healthz, /metrics, /_edge/stats and the authenticated purge."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from madbwpu_r.edge.purge import PurgeMessage
+from madbwpu_r.problems import problem_response
+from madbwpu_r.security import bearer_token, tokens_equal
+
+if TYPE_CHECKING:
+    from madbwpu_r.edge.app import EdgeApp
+
+MAX_PURGE_BODY = 4 * 2**20
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(data),
+        status_code=status,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def handle(edge: EdgeApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    response = await _route(edge, Request(scope, receive))
+    await response(scope, receive, send)
+
+
+async def _route(edge: EdgeApp, request: Request) -> Response:
+    path, method = request.url.path, request.method
+    if path == "/_edge/purge":
+        if method != "POST":
+            return problem_response(405, detail="Use POST.", headers={"Allow": "POST"})
+        return await _purge(edge, request)
+    if method not in ("GET", "HEAD"):
+        return problem_response(405, detail="Use GET.", headers={"Allow": "GET, HEAD"})
+    if path == "/healthz":
+        return _json({"status": "ok", "edge": edge.config.name})
+    if path == "/metrics":
+        return Response(
+            generate_latest(edge.registry),
+            media_type=CONTENT_TYPE_LATEST,
+            headers={"Cache-Control": "no-store"},
+        )
+    if path == "/_edge/stats":
+        return _json(edge.snapshot())
+    return problem_response(404, detail=f"No edge endpoint {path}.")
+
+
+async def _purge(edge: EdgeApp, request: Request) -> Response:
+    if not tokens_equal(bearer_token(request), edge.config.purge_token):
+        detail = (
+            "This edge has no purge token configured; purges are disabled."
+            if not edge.config.purge_token
+            else "A valid 'Authorization: Bearer <purge token>' header is required."
+        )
+        return problem_response(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_PURGE_BODY:
+            return problem_response(413, detail="Purge body larger than 4 MiB.")
+    try:
+        message = PurgeMessage.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        errors = [
+            {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()
+        ]
+        return problem_response(
+            400,
+            detail="The purge body must be a JSON object: keys, urls, soft, epoch, seq.",
+            errors=errors,
+        )
+    return _json(edge.apply_purge(message))

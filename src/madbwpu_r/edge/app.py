@@ -1,0 +1,718 @@
+"""The edge: a raw ASGI caching reverse proxy (a hit touches no lock, no await but send)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from time import time
+from typing import Any
+
+import httpx
+
+from madbwpu_r.edge import admin
+from madbwpu_r.edge.coalesce import ERROR, RELEASE, Coalescer, Fill
+from madbwpu_r.edge.config import EdgeConfig
+from madbwpu_r.edge.entry import KEEP_ON_UPDATE, Entry
+from madbwpu_r.edge.origin import Origin, OriginError, RawHeaders, response_headers
+from madbwpu_r.edge.purge import Generations, PurgeMessage, Sequencer, url_key
+from madbwpu_r.edge.rules import (
+    ERROR_STATUSES,
+    corrected_initial_age,
+    delta_seconds,
+    http_date,
+    parse_cache_control,
+    response_policy,
+)
+from madbwpu_r.edge.stats import Stats, make_registry
+from madbwpu_r.edge.store import Store, secondary_key, vary_fields
+from madbwpu_r.problems import problem_response
+
+__all__ = ["EdgeConfig", "EdgeApp", "create_app"]
+
+log = logging.getLogger("madbwpu_r.edge")
+
+Scope = dict[str, Any]
+CC = dict[str, str | None]
+
+X_HIT = (b"x-cache", b"HIT")
+X_MISS = (b"x-cache", b"MISS")
+X_PASS = (b"x-cache", b"PASS")
+X_STALE = (b"x-cache", b"STALE")
+X_COALESCED = (b"x-cache", b"COALESCED")
+X_REVALIDATED = (b"x-cache", b"REVALIDATED")
+EMPTY_BODY = {"type": "http.response.body", "body": b"", "more_body": False}
+NO_CC: CC = {}
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# Reasons a response was not stored that say nothing about the next request for the key.
+REQUEST_SPECIFIC = frozenset({"authorization", "method", "no-store-request"})
+
+
+@dataclass
+class Outcome:
+    """What one origin fetch produced."""
+
+    kind: str  # "entry" | "stream" | "error"
+    entry: Entry | None = None
+    shareable: bool = False
+    stored: bool = False
+    response: httpx.Response | None = None
+    headers: RawHeaders | None = None
+    prefix: bytes = b""
+    error: str = ""
+    hit_for_pass: bool = False
+    revalidated: bool = False
+
+
+def _fields(raw: RawHeaders) -> dict[bytes, bytes]:
+    fields: dict[bytes, bytes] = {}
+    for name, value in raw:
+        if name in fields:
+            fields[name] = fields[name] + b", " + value
+        else:
+            fields[name] = value
+    return fields
+
+
+def _request_cc(req: dict[bytes, bytes]) -> CC:
+    cc = req.get(b"cache-control")
+    if cc is not None:
+        return parse_cache_control(cc)
+    pragma = req.get(b"pragma")
+    if pragma is not None and b"no-cache" in pragma.lower():
+        return {"no-cache": None}
+    return NO_CC
+
+
+class EdgeApp:
+    def __init__(self, config: EdgeConfig, transport: httpx.AsyncBaseTransport | None = None):
+        self.config = config
+        self.origin = Origin(config, transport)
+        self.store = Store(config.max_bytes)
+        self.stats = Stats()
+        self.coalescer = Coalescer(config.hit_for_pass_seconds)
+        self.generations = Generations()
+        self.sequencer = Sequencer()
+        self.registry = make_registry(self.stats, self.store, config.name)
+        self.started = time()
+        self.redis_connected = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._subscriber: Any = None
+
+    # ----------------------------------------------------------------- ASGI entry point
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
+        path: str = scope["path"]
+        if path == "/healthz" or path == "/metrics" or path.startswith("/_edge/"):
+            await admin.handle(self, scope, receive, send)
+            return
+        method: str = scope["method"]
+        if method == "GET" or method == "HEAD":
+            await self._read(scope, receive, send, method)
+        else:
+            await self._unsafe(scope, receive, send, method)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        if self.config.redis_url:
+            from madbwpu_r.edge.subscriber import Subscriber
+
+            self._subscriber = Subscriber(self, self.config.redis_url, self.config.redis_channel)
+            self._subscriber.start()
+
+    async def shutdown(self) -> None:
+        if self._subscriber is not None:
+            await self._subscriber.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.origin.aclose()
+
+    # ----------------------------------------------------------------- reads (GET, HEAD)
+    async def _read(self, scope: Scope, receive: Any, send: Any, method: str) -> None:
+        primary: bytes = scope.get("raw_path") or scope["path"].encode()
+        query: bytes = scope["query_string"]
+        if query:
+            primary = primary + b"?" + query
+        req = _fields(scope["headers"])
+        now = time()
+        rcc = _request_cc(req) if (b"cache-control" in req or b"pragma" in req) else NO_CC
+        entry = self.store.lookup(primary, req)
+        if entry is not None:
+            age = entry.age(now)
+            if rcc is NO_CC:
+                if age < entry.lifetime and not entry.policy.no_cache:
+                    self.stats.hits += 1
+                    await self._serve(send, entry, req, age, method, X_HIT)
+                    return
+            elif self._fresh_enough(entry, age, rcc):
+                self.stats.hits += 1
+                await self._serve(send, entry, req, age, method, X_HIT)
+                return
+            if self._may_serve_stale_while_revalidate(entry, age, rcc):
+                self.stats.stale += 1
+                self._refresh_in_background(scope, primary, entry)
+                await self._serve(send, entry, req, age, method, X_STALE)
+                return
+            if self._max_stale_allows(entry, age, rcc):
+                self.stats.stale += 1
+                await self._serve(send, entry, req, age, method, X_STALE)
+                return
+        if "only-if-cached" in rcc:
+            await problem_response(504, detail="only-if-cached and no usable stored response")(
+                scope, receive, send
+            )
+            return
+        if method == "HEAD" and entry is None:
+            await self._pass(scope, receive, send, method, primary, b"")
+            return
+        await self._miss(scope, receive, send, method, primary, req, rcc, entry)
+
+    def _fresh_enough(self, entry: Entry, age: float, rcc: CC) -> bool:
+        if "no-cache" in rcc or entry.policy.no_cache or age >= entry.lifetime:
+            return False
+        if "max-age" in rcc:
+            max_age = delta_seconds(rcc["max-age"])
+            if max_age is None or age > max_age:
+                return False
+        if "min-fresh" in rcc:
+            min_fresh = delta_seconds(rcc["min-fresh"])
+            if min_fresh is None or entry.lifetime - age < min_fresh:
+                return False
+        return True
+
+    def _may_serve_stale_while_revalidate(self, entry: Entry, age: float, rcc: CC) -> bool:
+        policy = entry.policy
+        if not policy.swr or policy.stale_forbidden or "no-cache" in rcc:
+            return False
+        if "max-age" in rcc and "max-stale" not in rcc:
+            return False
+        return age - entry.lifetime <= policy.swr
+
+    def _max_stale_allows(self, entry: Entry, age: float, rcc: CC) -> bool:
+        if "max-stale" not in rcc or "no-cache" in rcc:
+            return False
+        policy = entry.policy
+        if policy.stale_forbidden or policy.s_maxage:
+            return False
+        limit = rcc["max-stale"]
+        if limit is None:
+            return True
+        seconds = delta_seconds(limit)
+        return seconds is not None and age - entry.lifetime <= seconds
+
+    def _may_serve_stale_on_error(self, entry: Entry | None, now: float, rcc: CC) -> bool:
+        if entry is None or entry.policy.stale_forbidden:
+            return False
+        window = entry.policy.sie
+        requested = delta_seconds(rcc.get("stale-if-error")) if "stale-if-error" in rcc else None
+        if requested is not None:
+            window = max(window, float(requested))
+        return window > 0 and entry.age(now) - entry.lifetime <= window
+
+    async def _serve(
+        self,
+        send: Any,
+        entry: Entry,
+        req: dict[bytes, bytes],
+        age: float | None,
+        method: str,
+        x_cache: tuple[bytes, bytes],
+    ) -> None:
+        if (b"if-none-match" in req or b"if-modified-since" in req) and entry.not_modified(req):
+            self.stats.not_modified += 1
+            headers = [*entry.headers_304, x_cache]
+            if age is not None:
+                headers.append((b"age", b"%d" % age))
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send(EMPTY_BODY)
+            return
+        headers = [*entry.send_headers, x_cache]
+        if age is not None:
+            headers.append((b"age", b"%d" % age))
+        await send({"type": "http.response.start", "status": entry.status, "headers": headers})
+        await send(entry.body_message if method == "GET" else EMPTY_BODY)
+
+    # ----------------------------------------------------------------- misses and fills
+    async def _miss(
+        self,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        method: str,
+        primary: bytes,
+        req: dict[bytes, bytes],
+        rcc: CC,
+        stale: Entry | None,
+    ) -> None:
+        now = time()
+        if self.coalescer.passing(primary, now):
+            await self._fetch_and_respond(scope, receive, send, method, primary, req, rcc, stale)
+            return
+        fill = self.coalescer.fills.get(primary)
+        if fill is None:
+            fill = self.coalescer.lead(primary, self.generations.current)
+            await self._fetch_and_respond(
+                scope, receive, send, method, primary, req, rcc, stale, fill
+            )
+            return
+        # Wait for the fetch already in flight for this key.
+        arrival = self.generations.current
+        self.stats.coalesced += 1
+        result = await asyncio.shield(fill.future)
+        if isinstance(result, Entry):
+            purged = arrival > fill.start and self.generations.purged_since(
+                fill.start, primary, result.tags
+            )
+            if not purged and secondary_key(result.vary, req) == result.secondary:
+                await self._serve(send, result, req, result.age(time()), method, X_COALESCED)
+                return
+        elif result == ERROR:
+            current = self.store.lookup(primary, req) or stale
+            if self._may_serve_stale_on_error(current, time(), rcc):
+                assert current is not None
+                self.stats.stale += 1
+                await self._serve(send, current, req, current.age(time()), method, X_STALE)
+                return
+        await self._fetch_and_respond(scope, receive, send, method, primary, req, rcc, stale)
+
+    async def _fetch_and_respond(
+        self,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        method: str,
+        primary: bytes,
+        req: dict[bytes, bytes],
+        rcc: CC,
+        stale: Entry | None,
+        fill: Fill | None = None,
+    ) -> None:
+        start = fill.start if fill is not None else self.generations.current
+        try:
+            outcome = await self._fetch(scope, primary, req, rcc, stale, start)
+        except BaseException:
+            if fill is not None:
+                self.coalescer.finish(fill, RELEASE)
+            raise
+        if fill is not None:
+            self._resolve(fill, outcome)
+        await self._respond(scope, receive, send, method, req, rcc, stale, outcome)
+
+    def _resolve(self, fill: Fill, outcome: Outcome) -> None:
+        if outcome.kind == "entry" and outcome.shareable:
+            self.coalescer.finish(fill, outcome.entry)
+        elif outcome.kind == "error":
+            self.coalescer.finish(fill, ERROR)
+        else:
+            if outcome.hit_for_pass:
+                self.coalescer.mark_pass(fill.key, time())
+            self.coalescer.finish(fill, RELEASE)
+
+    async def _respond(
+        self,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        method: str,
+        req: dict[bytes, bytes],
+        rcc: CC,
+        stale: Entry | None,
+        outcome: Outcome,
+    ) -> None:
+        if outcome.kind == "entry":
+            entry = outcome.entry
+            assert entry is not None
+            if outcome.shareable:
+                x_cache = X_REVALIDATED if outcome.revalidated else X_MISS
+                await self._serve(send, entry, req, entry.age(time()), method, x_cache)
+            else:
+                await self._serve(send, entry, req, None, method, X_PASS)
+            return
+        if outcome.kind == "stream":
+            await self._stream(send, method, outcome)
+            return
+        now = time()
+        if self._may_serve_stale_on_error(stale, now, rcc):
+            assert stale is not None
+            self.stats.stale += 1
+            await self._serve(send, stale, req, stale.age(now), method, X_STALE)
+            return
+        if outcome.entry is not None:  # the origin's own 5xx
+            await self._serve(send, outcome.entry, req, None, method, X_PASS)
+            return
+        status = 504 if stale is not None and stale.policy.stale_forbidden else 502
+        await problem_response(
+            status, detail="The origin could not be reached; no stored response may be used."
+        )(scope, receive, send)
+
+    async def _fetch(
+        self,
+        scope: Scope,
+        primary: bytes,
+        req: dict[bytes, bytes],
+        rcc: CC,
+        stale: Entry | None,
+        start: int,
+    ) -> Outcome:
+        """One GET to the origin (conditional when a stored response has validators)."""
+        extra: RawHeaders = []
+        if stale is not None:
+            if stale.etag is not None:
+                extra.append((b"if-none-match", stale.etag))
+            if stale.last_modified is not None:
+                extra.append((b"if-modified-since", stale.last_modified))
+            if extra:
+                self.stats.revalidations += 1
+        headers = self.origin.request_headers(scope["headers"], scope.get("client"), True, extra)
+        self.coalescer.live += 1
+        try:
+            return await self._fetch_inner(primary, req, rcc, stale, start, headers)
+        finally:
+            self.coalescer.live -= 1
+            if self.coalescer.live == 0 and not self.coalescer.fills:
+                self.generations.forget()
+
+    async def _fetch_inner(
+        self,
+        primary: bytes,
+        req: dict[bytes, bytes],
+        rcc: CC,
+        stale: Entry | None,
+        start: int,
+        headers: RawHeaders,
+    ) -> Outcome:
+        request_time = time()
+        try:
+            response = await self.origin.send("GET", primary, headers)
+        except OriginError as exc:
+            self.stats.origin_errors += 1
+            log.warning(
+                "origin fetch failed",
+                extra={"target": primary.decode("latin-1"), "error": str(exc)},
+            )
+            return Outcome("error", error=str(exc))
+        response_time = time()
+        kept, fields = response_headers(response)
+        if b"date" not in fields:
+            date = http_date(response_time).encode()
+            fields[b"date"] = date
+            kept.append((b"date", date))
+        if response.status_code == 304 and stale is not None:
+            await response.aclose()
+            return self._refreshed(stale, kept, request_time, response_time, rcc, start)
+        if response.status_code in ERROR_STATUSES and self._may_serve_stale_on_error(
+            stale, response_time, rcc
+        ):
+            await response.aclose()
+            self.stats.origin_errors += 1
+            return Outcome("error", error=f"origin answered {response.status_code}")
+        policy = response_policy(
+            "GET",
+            response.status_code,
+            fields,
+            rcc,
+            b"authorization" in req,
+            self.config.heuristic_fraction,
+            self.config.heuristic_max_seconds,
+            response_time,
+        )
+        if policy.storable and "no-store" in rcc:
+            policy = _unstorable(policy, "no-store-request")
+        hit_for_pass = (
+            not policy.storable
+            and policy.reason not in REQUEST_SPECIFIC
+            and response.status_code not in ERROR_STATUSES
+        )
+        limit = self.config.max_object_bytes
+        length = delta_seconds(fields.get(b"content-length", b"").decode("latin-1") or None)
+        if length is not None and length > limit:
+            return self._stream_outcome(response, kept, b"", length)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.aiter_raw():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    return self._stream_outcome(response, kept, b"".join(chunks), None)
+        except httpx.HTTPError as exc:
+            await response.aclose()
+            self.stats.origin_errors += 1
+            return Outcome("error", error=f"{type(exc).__name__}: {exc}")
+        await response.aclose()
+        body = b"".join(chunks)
+        if policy.strip:
+            kept = [h for h in kept if h[0].decode("latin-1") not in policy.strip]
+        vary = vary_fields(fields.get(b"vary"))
+        entry = Entry(
+            primary,
+            response.status_code,
+            kept,
+            body,
+            policy,
+            response_time,
+            corrected_initial_age(fields, request_time, response_time),
+            vary,
+            secondary_key(vary, req),
+        )
+        if not policy.storable:
+            self.stats.passes += 1
+            return Outcome("entry", entry=entry, shareable=False, hit_for_pass=hit_for_pass)
+        self.stats.misses += 1
+        stored = False
+        if not self.generations.purged_since(start, primary, entry.tags):
+            stored = self.store.insert(entry)
+            self.coalescer.clear_pass(primary)
+        return Outcome("entry", entry=entry, shareable=True, stored=stored)
+
+    def _refreshed(
+        self,
+        stale: Entry,
+        update: RawHeaders,
+        request_time: float,
+        response_time: float,
+        rcc: CC,
+        start: int,
+    ) -> Outcome:
+        """RFC 9111 4.3.4: a 304 updates the stored header fields and freshness."""
+        names = {n for n, _ in update} - KEEP_ON_UPDATE
+        merged = [h for h in stale.headers if h[0] not in names]
+        merged.extend(h for h in update if h[0] not in KEEP_ON_UPDATE)
+        fields = _fields(merged)
+        policy = response_policy(
+            "GET",
+            stale.status,
+            fields,
+            rcc,
+            False,
+            self.config.heuristic_fraction,
+            self.config.heuristic_max_seconds,
+            response_time,
+        )
+        entry = Entry(
+            stale.primary,
+            stale.status,
+            merged,
+            stale.body,
+            policy,
+            response_time,
+            corrected_initial_age(_fields(update), request_time, response_time),
+            stale.vary,
+            stale.secondary,
+        )
+        if not policy.storable:
+            self.store.remove(stale)
+            return Outcome("entry", entry=entry, shareable=False)
+        self.stats.misses += 1
+        stored = False
+        if not self.generations.purged_since(start, stale.primary, entry.tags):
+            self.store.remove(stale)
+            stored = self.store.insert(entry)
+        return Outcome("entry", entry=entry, shareable=True, stored=stored, revalidated=True)
+
+    def _stream_outcome(
+        self, response: httpx.Response, kept: RawHeaders, prefix: bytes, length: int | None
+    ) -> Outcome:
+        self.stats.passes += 1
+        headers = list(kept)
+        if length is not None:
+            headers.append((b"content-length", b"%d" % length))
+        return Outcome(
+            "stream", response=response, headers=headers, prefix=prefix, hit_for_pass=True
+        )
+
+    async def _stream(self, send: Any, method: str, outcome: Outcome) -> None:
+        response = outcome.response
+        assert response is not None and outcome.headers is not None
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [*outcome.headers, X_PASS],
+                }
+            )
+            if method == "HEAD":
+                await send(EMPTY_BODY)
+                return
+            if outcome.prefix:
+                await send(
+                    {"type": "http.response.body", "body": outcome.prefix, "more_body": True}
+                )
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send(EMPTY_BODY)
+        finally:
+            await response.aclose()
+
+    def _refresh_in_background(self, scope: Scope, primary: bytes, stale: Entry) -> None:
+        """stale-while-revalidate: at most one refresh per key in flight."""
+        if primary in self.coalescer.fills:
+            return
+        fill = self.coalescer.lead(primary, self.generations.current)
+        snapshot = {"headers": list(scope["headers"]), "client": scope.get("client")}
+        req = _fields(snapshot["headers"])
+
+        async def refresh() -> None:
+            try:
+                outcome = await self._fetch(snapshot, primary, req, NO_CC, stale, fill.start)
+            except BaseException:
+                self.coalescer.finish(fill, RELEASE)
+                raise
+            self._resolve(fill, outcome)
+            if outcome.response is not None:
+                await outcome.response.aclose()
+
+        task = asyncio.get_running_loop().create_task(refresh())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ----------------------------------------------------------------- pass-through
+    async def _pass(
+        self, scope: Scope, receive: Any, send: Any, method: str, primary: bytes, body: bytes
+    ) -> tuple[int, dict[bytes, bytes]] | None:
+        headers = self.origin.request_headers(scope["headers"], scope.get("client"), False)
+        try:
+            response = await self.origin.send(method, primary, headers, body)
+        except OriginError as exc:
+            self.stats.origin_errors += 1
+            await problem_response(502, detail=f"The origin could not be reached ({exc}).")(
+                scope, receive, send
+            )
+            return None
+        self.stats.passes += 1
+        kept, fields = response_headers(response)
+        if b"content-length" in fields:
+            kept.append((b"content-length", fields[b"content-length"]))
+        await self._stream(send, method, Outcome("stream", response=response, headers=kept))
+        return response.status_code, fields
+
+    async def _unsafe(self, scope: Scope, receive: Any, send: Any, method: str) -> None:
+        primary: bytes = scope.get("raw_path") or scope["path"].encode()
+        if scope["query_string"]:
+            primary = primary + b"?" + scope["query_string"]
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        result = await self._pass(scope, receive, send, method, primary, b"".join(chunks))
+        if result is None or method in SAFE_METHODS:
+            return
+        status, fields = result
+        if 200 <= status < 400:
+            # RFC 9111 4.4: the target and same-origin Location/Content-Location are invalid now.
+            keys = [primary]
+            for name in (b"location", b"content-location"):
+                value = fields.get(name)
+                if value:
+                    key = self._same_origin_key(value.decode("latin-1"), scope)
+                    if key is not None:
+                        keys.append(key)
+            for key in keys:
+                self.stats.invalidations += self._invalidate_url(key, soft=False)
+
+    def _same_origin_key(self, url: str, scope: Scope) -> bytes | None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.netloc:
+            host = _fields(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if parts.netloc not in (host, self.origin.host.decode()):
+                return None
+        elif not parts.path.startswith("/"):
+            return None
+        return url_key(url)
+
+    # ----------------------------------------------------------------- purges
+    def _invalidate_url(self, key: bytes, soft: bool) -> int:
+        self.generations.mark_key(key)
+        self.coalescer.detach(key)
+        self.coalescer.clear_pass(key)
+        return self._touch(self.store.by_url(key), soft)
+
+    def _touch(self, entries: list[Entry], soft: bool) -> int:
+        now = time()
+        for entry in entries:
+            if soft:
+                entry.soften(now)
+            else:
+                self.store.remove(entry)
+        return len(entries)
+
+    def drop_all(self, reason: str) -> int:
+        """A purge may have been missed: nothing stored can be trusted any more."""
+        self.generations.mark_all()
+        self.coalescer.detach_all()
+        dropped = self.store.clear()
+        self.stats.drops += 1
+        log.warning("dropped whole cache", extra={"reason": reason, "entries": dropped})
+        return dropped
+
+    def apply_purge(self, message: PurgeMessage) -> dict[str, Any]:
+        self.stats.purges += 1
+        dropped = 0
+        reason = self.sequencer.observe(message.epoch, message.seq)
+        if message.all:
+            reason = "purge all"
+        if reason is not None:
+            dropped = self.drop_all(reason)
+        touched = 0
+        for url in message.urls:
+            touched += self._invalidate_url(url_key(url), message.soft)
+        if message.keys:
+            self.coalescer.detach_all()  # tags of in-flight fills are unknown until they finish
+        for tag in message.keys:
+            self.generations.mark_tag(tag)
+            touched += self._touch(self.store.by_tag(tag), message.soft)
+        self.stats.purged += touched
+        return {
+            "purged": touched + dropped,
+            "dropped": dropped,
+            "soft": message.soft,
+            "edge": self.config.name,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "name": self.config.name,
+            "origin": self.config.origin,
+            "uptime_seconds": round(time() - self.started, 3),
+            **self.stats.as_dict(),
+            "evictions": self.store.evictions,
+            "entries": len(self.store),
+            "bytes": self.store.bytes,
+            "max_bytes": self.store.max_bytes,
+            "max_object_bytes": self.config.max_object_bytes,
+            "in_flight": len(self.coalescer.fills),
+            "hit_for_pass": len(self.coalescer.hit_for_pass),
+            "purge_epochs": self.sequencer.state(),
+            "redis": None if not self.config.redis_url else {"connected": self.redis_connected},
+        }
+
+
+def _unstorable(policy: Any, reason: str) -> Any:
+    from dataclasses import replace
+
+    return replace(policy, storable=False, reason=reason)
+
+
+def create_app(config: EdgeConfig, transport: httpx.AsyncBaseTransport | None = None) -> EdgeApp:
+    """`transport` lets tests put an in-process origin behind the edge."""
+    return EdgeApp(config, transport)

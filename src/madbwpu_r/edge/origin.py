@@ -1,0 +1,122 @@
+"""The one shared keep-alive connection pool to the origin, and header hygiene both ways."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import httpx
+
+from madbwpu_r.edge.config import EdgeConfig
+from madbwpu_r.edge.entry import COMPUTED, HOP_BY_HOP
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+# A fill fetches the full representation for everyone; the client's own conditions and ranges
+# are answered from the result instead.
+FILL_STRIPPED = frozenset(
+    {
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-match",
+        b"if-unmodified-since",
+        b"if-range",
+        b"range",
+    }
+)
+
+
+class OriginError(Exception):
+    """The origin could not be reached or did not answer in time."""
+
+
+def _connection_tokens(headers: RawHeaders) -> set[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return tokens
+
+
+class Origin:
+    def __init__(self, config: EdgeConfig, transport: httpx.AsyncBaseTransport | None = None):
+        parts = urlsplit(config.origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"origin must be an http(s) URL, got {config.origin!r}")
+        self.base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+        self.host = parts.netloc.encode()
+        self.config = config
+        self.transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            limits = httpx.Limits(
+                max_connections=self.config.max_connections,
+                max_keepalive_connections=self.config.max_connections,
+            )
+            timeout = httpx.Timeout(self.config.origin_timeout, connect=5.0)
+            self._client = httpx.AsyncClient(
+                limits=limits, timeout=timeout, transport=self.transport, follow_redirects=False
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def request_headers(
+        self,
+        raw: RawHeaders,
+        client: tuple[str, int] | None,
+        fill: bool,
+        extra: RawHeaders = (),  # type: ignore[assignment]
+    ) -> RawHeaders:
+        drop = _connection_tokens(raw) | HOP_BY_HOP
+        out: RawHeaders = []
+        forwarded_for = b""
+        original_host = b""
+        for name, value in raw:
+            if name in drop or name == b"content-length":
+                continue
+            if name == b"host":
+                original_host = value
+                continue
+            if fill and name in FILL_STRIPPED:
+                continue
+            if name == b"x-forwarded-for":
+                forwarded_for = value + b", "
+                continue
+            out.append((name, value))
+        out.append((b"host", self.host))
+        if client:
+            out.append((b"x-forwarded-for", forwarded_for + client[0].encode()))
+        if original_host:
+            out.append((b"x-forwarded-host", original_host))
+        out.extend(extra)
+        return out
+
+    async def send(
+        self, method: str, target: bytes, headers: RawHeaders, body: bytes = b""
+    ) -> httpx.Response:
+        request = httpx.Request(
+            method, self.base + target.decode("latin-1"), headers=headers, content=body or None
+        )
+        try:
+            return await self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise OriginError(f"{type(exc).__name__}: {exc}") from None
+
+
+def response_headers(response: httpx.Response) -> tuple[RawHeaders, dict[bytes, bytes]]:
+    """(headers to store/forward, all fields joined by name for the caching rules)."""
+    raw = [(n.lower(), v) for n, v in response.headers.raw]
+    drop = _connection_tokens(raw) | HOP_BY_HOP | COMPUTED
+    kept: RawHeaders = []
+    fields: dict[bytes, bytes] = {}
+    for name, value in raw:
+        fields[name] = fields[name] + b", " + value if name in fields else value
+        if name not in drop:
+            kept.append((name, value))
+    return kept, fields

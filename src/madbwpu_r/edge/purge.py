@@ -1,0 +1,97 @@
+"""Purge messages, generation markers against fill races, and epoch+seq gap detection."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PurgeMessage(BaseModel):
+    """The body of POST /_edge/purge and of every Redis pub/sub purge message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[str] = Field(default_factory=list, max_length=10_000)
+    urls: list[str] = Field(default_factory=list, max_length=10_000)
+    soft: bool = False
+    all: bool = False
+    epoch: str | None = Field(default=None, max_length=200)
+    seq: int | None = Field(default=None, ge=1)
+
+
+def url_key(url: str) -> bytes:
+    """Cache key of a purge URL: path and query as sent on the wire; scheme/host ignored."""
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    key = path + ("?" + parts.query if parts.query else "")
+    return key.encode("latin-1", "replace")
+
+
+class Generations:
+    """A fill records the generation at its start; a purge bumps it for the keys/tags it hits.
+
+    A fill whose key or tags were purged after it started is not stored, and requests that
+    arrive after the purge do not take its response.
+    """
+
+    def __init__(self) -> None:
+        self.current = 0
+        self.all = 0
+        self.keys: dict[bytes, int] = {}
+        self.tags: dict[str, int] = {}
+
+    def bump(self) -> int:
+        self.current += 1
+        return self.current
+
+    def mark_key(self, key: bytes) -> None:
+        self.keys[key] = self.bump()
+
+    def mark_tag(self, tag: str) -> None:
+        self.tags[tag] = self.bump()
+
+    def mark_all(self) -> None:
+        self.all = self.bump()
+
+    def purged_since(self, start: int, key: bytes, tags: tuple[str, ...]) -> bool:
+        if self.current == start:
+            return False
+        if self.all > start or self.keys.get(key, 0) > start:
+            return True
+        return any(self.tags.get(t, 0) > start for t in tags)
+
+    def forget(self) -> None:
+        """Called when no fill is in flight: no older fill can be affected any more."""
+        self.keys.clear()
+        self.tags.clear()
+
+
+class Sequencer:
+    """Tracks the last seq per publisher epoch to notice purges this node never received."""
+
+    def __init__(self, max_epochs: int = 64) -> None:
+        self.max_epochs = max_epochs
+        self.last: OrderedDict[str, int] = OrderedDict()
+
+    def observe(self, epoch: str | None, seq: int | None) -> str | None:
+        """Returns why the cache must be dropped (missed purge), or None."""
+        if epoch is None or seq is None:
+            return None
+        last = self.last.get(epoch)
+        if last is None:
+            self.last[epoch] = seq
+            while len(self.last) > self.max_epochs:
+                self.last.popitem(last=False)
+            return f"new epoch {epoch}"
+        self.last.move_to_end(epoch)
+        if seq > last + 1:
+            self.last[epoch] = seq
+            return f"gap in epoch {epoch}: seq {last} -> {seq}"
+        if seq > last:
+            self.last[epoch] = seq
+        return None
+
+    def state(self) -> dict[str, int]:
+        return dict(self.last)

@@ -1,0 +1,250 @@
+"""RFC 9111 / RFC 5861 rules for a shared cache, as pure functions over parsed headers."""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from email.utils import formatdate, parsedate_tz
+
+Headers = dict[bytes, bytes]  # lower-case names, repeated fields joined with ", "
+
+# RFC 9110 15.1: statuses cacheable by default (heuristically); 206 is left out (no ranges here).
+HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+# Statuses whose stored response we understand well enough to store at all.
+STORABLE_STATUSES = HEURISTIC_STATUSES | frozenset(
+    {
+        302,
+        303,
+        307,
+        400,
+        401,
+        403,
+        406,
+        408,
+        409,
+        411,
+        412,
+        413,
+        415,
+        421,
+        422,
+        429,
+        500,
+        502,
+        503,
+        504,
+    }
+)
+ERROR_STATUSES = frozenset({500, 502, 503, 504})
+
+
+def parse_cache_control(value: bytes | str | None) -> dict[str, str | None]:
+    """Directive names lower-cased; the first occurrence wins; quoted values unquoted."""
+    if not value:
+        return {}
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    out: dict[str, str | None] = {}
+    for part in _split_list(value):
+        name, eq, arg = part.partition("=")
+        name = name.strip().lower()
+        if not name:
+            continue
+        arg_value: str | None = None
+        if eq:
+            arg_value = arg.strip()
+            if len(arg_value) >= 2 and arg_value[0] == '"' and arg_value[-1] == '"':
+                arg_value = arg_value[1:-1]
+        if name in out:
+            # A repeated directive with a conflicting value is ambiguous: be conservative.
+            if name in ("max-age", "s-maxage") and out[name] != arg_value:
+                out[name] = "0"
+            continue
+        out[name] = arg_value
+    return out
+
+
+def _split_list(value: str) -> list[str]:
+    """Split on commas outside quoted strings."""
+    parts: list[str] = []
+    buf: list[str] = []
+    quoted = False
+    for ch in value:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+    parts.append("".join(buf))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def delta_seconds(value: str | None) -> int | None:
+    """RFC 9111 1.2.2; invalid values give None, huge values are capped."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isdigit():
+        return None
+    return min(int(value), 2**31)
+
+
+def parse_http_date(value: bytes | str | None) -> float | None:
+    if not value:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    parsed = parsedate_tz(value)
+    if parsed is None:
+        return None
+    try:
+        year = parsed[0]
+        if year < 100:  # RFC 850 two-digit years
+            parsed = (year + (2000 if year < 70 else 1900),) + parsed[1:]
+        ts = calendar.timegm(parsed[:6] + (0, 1, -1)) - (parsed[9] or 0)
+    except (OverflowError, ValueError):
+        return None
+    return float(ts)
+
+
+def http_date(ts: float) -> str:
+    return formatdate(ts, usegmt=True)
+
+
+def field_names(value: str | None) -> list[str]:
+    if not value:
+        return []
+    return [n.strip().lower() for n in value.split(",") if n.strip()]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a stored response allows; computed once per response, on the miss path."""
+
+    storable: bool
+    lifetime: float
+    no_cache: bool  # must validate before every reuse
+    stale_forbidden: bool  # must-revalidate / proxy-revalidate / no-cache: never serve stale
+    s_maxage: bool  # implies proxy-revalidate: no max-stale; explicit swr/sie still apply
+    swr: float  # stale-while-revalidate seconds (0 = not allowed)
+    sie: float  # stale-if-error seconds (0 = not allowed)
+    strip: tuple[str, ...] = ()  # fields named by private="..." that a shared cache must drop
+    reason: str = ""
+
+
+def response_policy(
+    method: str,
+    status: int,
+    headers: Headers,
+    request_cc: dict[str, str | None],
+    has_authorization: bool,
+    heuristic_fraction: float = 0.1,
+    heuristic_max: float = 86400.0,
+    response_time: float | None = None,
+) -> Policy:
+    """RFC 9111 section 3 (storing) and 4.2.1/4.2.2 (freshness) for a shared cache."""
+    cc = parse_cache_control(headers.get(b"cache-control"))
+    lifetime = freshness_lifetime(
+        cc, headers, status, heuristic_fraction, heuristic_max, response_time
+    )
+    no_cache = "no-cache" in cc
+    stale_forbidden = no_cache or "must-revalidate" in cc or "proxy-revalidate" in cc
+    swr = float(delta_seconds(cc.get("stale-while-revalidate")) or 0)
+    sie = float(delta_seconds(cc.get("stale-if-error")) or 0)
+    strip: tuple[str, ...] = ()
+    reason = ""
+    if method != "GET":
+        reason = "method"
+    elif status not in STORABLE_STATUSES:
+        reason = "status"
+    elif "no-store" in cc or "no-store" in request_cc:
+        reason = "no-store"
+    elif "private" in cc and not cc["private"]:
+        reason = "private"
+    elif has_authorization and not ("public" in cc or "s-maxage" in cc or "must-revalidate" in cc):
+        reason = "authorization"
+    elif b"*" in [v.strip() for v in headers.get(b"vary", b"").split(b",")]:
+        reason = "vary-star"
+    elif not (
+        "public" in cc
+        or "max-age" in cc
+        or "s-maxage" in cc
+        or b"expires" in headers
+        or status in HEURISTIC_STATUSES
+        or no_cache
+    ):
+        reason = "no-explicit-freshness"
+    if not reason and cc.get("private"):
+        strip = tuple(field_names(cc["private"]))
+    if not reason and b"set-cookie" in headers and "set-cookie" not in strip:
+        # A cookie is a per-user credential: never hand it to another client from the cache.
+        reason = "set-cookie"
+    return Policy(
+        storable=not reason,
+        lifetime=lifetime,
+        no_cache=no_cache,
+        stale_forbidden=stale_forbidden,
+        s_maxage="s-maxage" in cc,
+        swr=swr,
+        sie=sie,
+        strip=strip,
+        reason=reason,
+    )
+
+
+def freshness_lifetime(
+    cc: dict[str, str | None],
+    headers: Headers,
+    status: int,
+    heuristic_fraction: float = 0.1,
+    heuristic_max: float = 86400.0,
+    response_time: float | None = None,
+) -> float:
+    """s-maxage, then max-age, then Expires - Date, then a heuristic where allowed."""
+    if "s-maxage" in cc:
+        return float(delta_seconds(cc["s-maxage"]) or 0)
+    if "max-age" in cc:
+        return float(delta_seconds(cc["max-age"]) or 0)
+    date = parse_http_date(headers.get(b"date"))
+    if date is None:
+        date = response_time
+    if b"expires" in headers:
+        expires = parse_http_date(headers.get(b"expires"))
+        if expires is None or date is None:
+            return 0.0
+        return max(0.0, expires - date)
+    if status in HEURISTIC_STATUSES or "public" in cc:
+        last_modified = parse_http_date(headers.get(b"last-modified"))
+        if last_modified is not None and date is not None and date > last_modified:
+            return min(heuristic_max, (date - last_modified) * heuristic_fraction)
+    return 0.0
+
+
+def corrected_initial_age(headers: Headers, request_time: float, response_time: float) -> float:
+    """RFC 9111 4.2.3."""
+    age_value = float(delta_seconds(_text(headers.get(b"age"))) or 0)
+    date = parse_http_date(headers.get(b"date"))
+    apparent_age = max(0.0, response_time - date) if date is not None else 0.0
+    response_delay = max(0.0, response_time - request_time)
+    return max(apparent_age, age_value + response_delay)
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
+
+
+def etag_matches(if_none_match: bytes, etag: bytes | None) -> bool:
+    """Weak comparison (RFC 9110 13.1.2)."""
+    if if_none_match.strip() == b"*":
+        return etag is not None
+    if etag is None:
+        return False
+    want = _opaque(etag)
+    return any(_opaque(t) == want for t in if_none_match.split(b",") if t.strip())
+
+
+def _opaque(tag: bytes) -> bytes:
+    tag = tag.strip()
+    return tag[2:] if tag.startswith(b"W/") else tag

@@ -1,0 +1,72 @@
+"""Redis pub/sub purge listener: every node gets every purge, and drops its cache on reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from madbwpu_r.edge.purge import PurgeMessage
+
+if TYPE_CHECKING:
+    from madbwpu_r.edge.app import EdgeApp
+
+log = logging.getLogger("madbwpu_r.edge.subscriber")
+
+
+class Subscriber:
+    def __init__(self, edge: EdgeApp, url: str, channel: str) -> None:
+        self.edge = edge
+        self.url = url
+        self.channel = channel
+        self.task: asyncio.Task[None] | None = None
+        self.subscriptions = 0
+        self.ready = asyncio.Event()
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while True:
+            client = aioredis.from_url(self.url, socket_keepalive=True, health_check_interval=5)
+            try:
+                async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    self.subscriptions += 1
+                    if self.subscriptions > 1 or len(self.edge.store):
+                        # Purges published while we were away are lost: trust nothing stored.
+                        self.edge.drop_all("redis reconnect")
+                    self.edge.redis_connected = True
+                    self.ready.set()
+                    delay = 0.2
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self._apply(message["data"])
+            except (RedisError, OSError) as exc:
+                log.warning("redis purge channel lost", extra={"error": str(exc)})
+            finally:
+                self.edge.redis_connected = False
+                await client.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _apply(self, data: bytes | str) -> None:
+        try:
+            message = PurgeMessage.model_validate_json(data)
+        except ValidationError:
+            log.warning("ignored malformed purge message on redis")
+            return
+        self.edge.apply_purge(message)
