@@ -7,12 +7,13 @@ Layout under the hash-tagged prefix P = "{name}" (all keys in one cluster slot):
     P:dead:<queue>               dead-letter stream
     P:job:<id>                   hash with the job's state, so get()/list() work
     P:idem:<queue>:<key>         idempotency key -> job id
+    P:leases:<queue>             zset id -> lease deadline of each delivered (pending) entry
     P:index, P:index:<queue>     zset id -> enqueued_at, for list()
 
-A lease is the entry's idle time in the group's pending list: XAUTOCLAIM with min-idle = lease
-takes over a dead worker's entries, XCLAIM ... JUSTID by the holder resets it (heartbeat).
-Settled entries are XACKed and XDELed, so XLEN - pending = ready. The job hash's `claims`
-counter is the fencing receipt.
+Leases are explicit deadlines rather than XAUTOCLAIM's min-idle, so each claim's own lease
+applies (a 60 s job is not stolen by a worker that claims with 10 s): a claim XCLAIMs the
+entries whose deadline passed, a heartbeat moves the deadline. Settled entries are XACKed and
+XDELed, so XLEN - pending = ready. The job hash's `claims` counter is the fencing receipt.
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ local function fenced(id, token)
   if cur[1] ~= token or cur[2] ~= 'running' then return nil end
   return jk, cur
 end
-local function settle(cur)
+local function settle(cur, id)
   redis.call('XACK', cur[3], 'w', cur[4])
   redis.call('XDEL', cur[3], cur[4])
+  redis.call('ZREM', P .. ':leases:' .. cur[5], id)
 end
 """
 
@@ -85,7 +87,7 @@ return id
 """
 
 _CLAIM = """
-local now, lease_ms, n, consumer = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local now, deadline, n, consumer = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local streams = {}
 for i = 6, #ARGV do
   local q = ARGV[i]
@@ -113,6 +115,7 @@ local function take(sk, q, entries)
         local token = redis.call('HINCRBY', jk, 'claims', 1)
         redis.call('HSET', jk, 'state', 'running', 'stream', sk, 'entry', e[1],
           'consumer', consumer, 'updated_at', now)
+        redis.call('ZADD', P .. ':leases:' .. q, deadline, id)
         local f = redis.call('HMGET', jk, 'payload', 'max_attempts', 'priority', 'enqueued_at')
         table.insert(out, {id, q, f[1], attempts, f[2], f[3], f[4], token})
       else
@@ -122,28 +125,34 @@ local function take(sk, q, entries)
     end
   end
 end
+-- First take over entries whose holder's lease has run out (its worker died or stalled).
+for i = 6, #ARGV do
+  local q = ARGV[i]
+  local need = n - #out
+  if need <= 0 then break end
+  local lk = P .. ':leases:' .. q
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', lk, '-inf', now, 'LIMIT', 0, need)) do
+    local where = redis.call('HMGET', P .. ':job:' .. id, 'stream', 'entry')
+    local got = {}
+    if where[1] then got = redis.call('XCLAIM', where[1], 'w', consumer, 0, where[2]) end
+    if #got == 0 then redis.call('ZREM', lk, id) else take(where[1], q, got) end
+  end
+end
 for _, s in ipairs(streams) do
   local need = n - #out
   if need <= 0 then break end
-  local sk, q = s[2], s[3]
-  local stale = redis.call('XAUTOCLAIM', sk, 'w', consumer, lease_ms, '0-0', 'COUNT', need)
-  take(sk, q, stale[2])
-  need = n - #out
-  if need > 0 then
-    local fresh = redis.call('XREADGROUP', 'GROUP', 'w', consumer, 'COUNT', need, 'STREAMS', sk, '>')
-    if fresh then take(sk, q, fresh[1][2]) end
-  end
+  local fresh = redis.call('XREADGROUP', 'GROUP', 'w', consumer, 'COUNT', need, 'STREAMS', s[2], '>')
+  if fresh then take(s[2], s[3], fresh[1][2]) end
 end
 return out
 """
 
 _EXTEND = """
 local out = {}
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
   local jk, cur = fenced(ARGV[i], ARGV[i + 1])
   if jk then
-    local consumer = redis.call('HGET', jk, 'consumer')
-    redis.call('XCLAIM', cur[3], 'w', consumer, 0, cur[4], 'JUSTID')
+    redis.call('ZADD', P .. ':leases:' .. cur[5], 'XX', ARGV[i + 2], ARGV[i])
     table.insert(out, 1)
   else
     table.insert(out, 0)
@@ -158,7 +167,7 @@ local out = {}
 for i = 4, #ARGV, 3 do
   local jk, cur = fenced(ARGV[i], ARGV[i + 1])
   if jk then
-    settle(cur)
+    settle(cur, ARGV[i])
     redis.call('HSET', jk, 'state', 'succeeded', 'updated_at', now)
     if ARGV[i + 2] ~= '' then redis.call('HSET', jk, 'result', ARGV[i + 2]) end
     redis.call('EXPIRE', jk, retention)
@@ -174,7 +183,7 @@ _RETRY = """
 local id, now, err, run_at = ARGV[2], ARGV[4], ARGV[5], ARGV[6]
 local jk, cur = fenced(id, ARGV[3])
 if not jk then return 0 end
-settle(cur)
+settle(cur, id)
 redis.call('HSET', jk, 'last_error', err, 'updated_at', now, 'run_at', run_at)
 if tonumber(run_at) > tonumber(now) then
   redis.call('HSET', jk, 'state', 'scheduled')
@@ -189,7 +198,7 @@ _BURY = """
 local id, now, err = ARGV[2], ARGV[4], ARGV[5]
 local jk, cur = fenced(id, ARGV[3])
 if not jk then return 0 end
-settle(cur)
+settle(cur, id)
 local entry = redis.call('XADD', P .. ':dead:' .. cur[5], '*', 'id', id)
 redis.call('HSET', jk, 'state', 'dead', 'last_error', err, 'updated_at', now, 'dead_entry', entry)
 return 1
@@ -199,7 +208,7 @@ _RELEASE = """
 local id, now = ARGV[2], ARGV[4]
 local jk, cur = fenced(id, ARGV[3])
 if not jk then return 0 end
-settle(cur)
+settle(cur, id)
 redis.call('HINCRBY', jk, 'attempts', -1)
 redis.call('HSET', jk, 'updated_at', now)
 push(cur[5], cur[6], id, jk)
@@ -325,7 +334,7 @@ class RedisQueue(Queue):
     def _claim(
         self, queues: list[str], n: int, lease: float, consumer: str, now: float
     ) -> list[RawJob]:
-        rows = self._run("claim", repr(now), int(lease * 1000), n, consumer, *queues)
+        rows = self._run("claim", repr(now), repr(now + lease), n, consumer, *queues)
         return [
             RawJob(
                 r[0].decode(), r[1].decode(), r[2], int(r[3]), int(r[4]), int(r[5]),
@@ -337,7 +346,7 @@ class RedisQueue(Queue):
     def _extend(self, jobs: list[Job], now: float) -> list[bool]:
         args: list[Any] = []
         for job in jobs:
-            args += [job.id, job.receipt]
+            args += [job.id, job.receipt, repr(now + job.lease)]
         return [bool(x) for x in self._run("extend", *args)]
 
     def _complete(self, items: list[tuple[Job, bytes | None]], now: float) -> list[bool]:
