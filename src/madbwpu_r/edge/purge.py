@@ -81,10 +81,17 @@ class Sequencer:
             return None
         last = self.last.get(epoch)
         if last is None:
+            first_ever = not self.last
             self.last[epoch] = seq
             while len(self.last) > self.max_epochs:
                 self.last.popitem(last=False)
-            return f"new epoch {epoch}"
+            if seq > 1:
+                return f"joined epoch {epoch} at seq {seq}: earlier purges were missed"
+            if not first_ever:
+                # A publisher restarted (or another one started): the tail of an earlier
+                # epoch may never have reached this node.
+                return f"new epoch {epoch}"
+            return None
         self.last.move_to_end(epoch)
         if seq > last + 1:
             self.last[epoch] = seq

@@ -1,0 +1,182 @@
+"""Purges: surrogate keys across three edges, auth, the fill race, missed-purge detection."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from conftest import TOKEN, redis_url_or_skip
+
+from madbwpu_r.edge.client import Invalidator
+
+
+def test_purge_by_key_reaches_all_three_edges_and_spares_other_keys(origin, make_edge, uniq):
+    edges = [make_edge(origin.url, name=f"e{i}") for i in range(3)]
+    a, b = f"{uniq}/a", f"{uniq}/b"
+    origin.route(a, headers={"Cache-Control": "max-age=300", "Surrogate-Key": "dataset:a all"})
+    origin.route(b, headers={"Cache-Control": "max-age=300", "Surrogate-Key": "dataset:b all"})
+    for e in edges:
+        for path in (a, b):
+            e.get(path)
+            assert e.get(path).headers["x-cache"] == "HIT"
+    inv = Invalidator(edges=[e.url for e in edges], token=TOKEN)
+    result = inv.purge(keys=["dataset:a"])
+    assert result["unreachable"] == []
+    assert [result["edges"][e.url]["purged"] for e in edges] == [1, 1, 1]
+    assert result["purged"] == 3
+    for e in edges:
+        assert e.get(a).headers["x-cache"] == "MISS"
+        assert e.get(b).headers["x-cache"] == "HIT"
+    assert origin.count(a) == 6 and origin.count(b) == 3
+
+
+def test_purge_by_url_and_soft_purge(origin, edge, uniq):
+    path = f"{uniq}/u"
+    origin.route(
+        path,
+        headers={"Cache-Control": "max-age=300, stale-while-revalidate=60", "Surrogate-Key": "u"},
+    )
+    edge.get(path)
+    assert edge.purge(urls=[path]).json()["purged"] == 1
+    assert edge.get(path).headers["x-cache"] == "MISS"
+    # Soft: the entry is stale, so stale-while-revalidate still answers at once.
+    assert edge.purge(keys=["u"], soft=True).json()["purged"] == 1
+    stale = edge.get(path)
+    assert stale.headers["x-cache"] == "STALE"
+    assert stale.text == f"body of {path} #2"
+    _wait_for(lambda: origin.count(path) == 3)
+    _wait_for(lambda: edge.get(path).text == f"body of {path} #3")
+
+
+def test_purge_requires_the_token_and_changes_nothing_without_it(origin, edge, uniq):
+    path = f"{uniq}/auth"
+    origin.route(path, headers={"Cache-Control": "max-age=300", "Surrogate-Key": "k"})
+    edge.get(path)
+    for token in (None, "wrong-token"):
+        response = edge.purge(token=token, keys=["k"], urls=[path])
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["status"] == 401
+    assert edge.get(path).headers["x-cache"] == "HIT"
+    assert edge.stats()["purges"] == 0
+    bad = edge.purge(keys="not-a-list")
+    assert bad.status_code == 400 and bad.json()["title"] == "Bad Request"
+
+
+def test_purge_during_a_slow_fill_never_lets_the_old_body_through(origin, edge, uniq):
+    path = f"{uniq}/race"
+    origin.route(
+        path,
+        delay=1.5,
+        body="old",
+        headers={"Cache-Control": "max-age=300", "Surrogate-Key": "race"},
+    )
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(timeout=20) as client:
+            slow = asyncio.create_task(client.get(edge.url + path))
+            await _until(lambda: origin.stats(path)["count"] == 1)
+            purge = await client.post(
+                edge.url + "/_edge/purge",
+                json={"keys": ["race"]},
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            )
+            assert purge.status_code == 200
+            origin.route(
+                path, body="new", headers={"Cache-Control": "max-age=300", "Surrogate-Key": "race"}
+            )
+            # Arrives after the purge while the old fill is still in flight.
+            after = await client.get(edge.url + path)
+            return await slow, after
+
+    slow, after = asyncio.run(scenario())
+    assert slow.text == "old"  # it was asked before the purge
+    assert after.text == "new"
+    for _ in range(3):
+        assert edge.get(path).text == "new"
+
+
+def test_a_node_that_missed_a_purge_drops_its_cache(origin, make_edge, uniq):
+    e1, e2 = make_edge(origin.url, name="e1"), make_edge(origin.url, name="e2")
+    paths = [f"{uniq}/{i}" for i in range(3)]
+    for i, path in enumerate(paths):
+        origin.route(path, headers={"Cache-Control": "max-age=300", "Surrogate-Key": f"k{i}"})
+        e1.get(path), e2.get(path)
+    inv = Invalidator(edges=[e1.url, e2.url], token=TOKEN)
+    inv.purge(keys=["k0"])
+    # e2 is unreachable for the next purge (simulated: the message only reaches e1) ...
+    only_e1 = Invalidator(edges=[e1.url], token=TOKEN, epoch=inv.epoch)
+    only_e1.seq = inv.seq
+    only_e1.purge(keys=["k1"])
+    inv.seq = only_e1.seq
+    assert e2.get(paths[1]).headers["x-cache"] == "HIT"  # stale knowledge, until ...
+    # ... the next purge shows e2 a gap in the sequence: it drops everything.
+    result = inv.purge(keys=["nothing-cached-under-this-key"])
+    assert result["edges"][e2.url]["dropped"] >= 2
+    assert result["edges"][e1.url]["dropped"] == 0
+    assert e2.get(paths[1]).headers["x-cache"] == "MISS"
+    assert e2.get(paths[2]).headers["x-cache"] == "MISS"
+    assert e1.get(paths[2]).headers["x-cache"] == "HIT"
+    assert e2.stats()["drops"] == 1
+
+
+def test_a_new_epoch_drops_the_cache(origin, edge, uniq):
+    path = f"{uniq}/epoch"
+    edge.get(path)
+    edge.get(path)
+    assert edge.purge(keys=["x"], epoch="A", seq=1).json()["dropped"] == 0  # first publisher
+    assert edge.purge(keys=["x"], epoch="A", seq=2).json()["dropped"] == 0
+    assert edge.purge(keys=["x"], epoch="A", seq=2).json()["dropped"] == 0  # duplicate
+    assert edge.get(path).headers["x-cache"] == "HIT"
+    assert edge.purge(keys=["x"], epoch="B", seq=1).json()["dropped"] == 1  # a restart
+    edge.get(path)
+    assert edge.purge(keys=["x"], epoch="C", seq=5).json()["dropped"] == 1  # joined late
+
+
+def test_invalidator_reports_an_unreachable_edge_without_raising(edge):
+    from conftest import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = Invalidator(edges=[edge.url, dead], token=TOKEN).purge(keys=["k"])
+    assert result["unreachable"] == [dead]
+    assert result["edges"][edge.url]["ok"] is True
+    result = asyncio.run(Invalidator(edges=[edge.url, dead], token=TOKEN).apurge(urls=["/x"]))
+    assert result["unreachable"] == [dead]
+
+
+def test_purge_over_redis_pubsub_reaches_every_subscribed_edge(origin, make_edge, uniq):
+    redis_url = redis_url_or_skip()
+    channel = f"madbwpu-r-test:{uniq}"
+    edges = [
+        make_edge(origin.url, "--redis-url", redis_url, "--redis-channel", channel, name=f"r{i}")
+        for i in range(2)
+    ]
+    path = f"{uniq}/redis"
+    origin.route(path, headers={"Cache-Control": "max-age=300", "Surrogate-Key": "rk"})
+    _wait_for(lambda: all(e.stats()["redis"]["connected"] for e in edges))
+    for e in edges:
+        e.get(path)
+    inv = Invalidator(edges=[], token=TOKEN, redis_url=redis_url, channel=channel)
+    result = inv.purge(keys=["rk"])
+    assert result["published"] == {"ok": True, "receivers": 2}
+    _wait_for(lambda: all(e.stats()["purged"] == 1 for e in edges))
+    for e in edges:
+        assert e.get(path).headers["x-cache"] == "MISS"
+
+
+def _wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached")
+        time.sleep(0.05)
+
+
+async def _until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached")
+        await asyncio.sleep(0.02)
