@@ -176,3 +176,27 @@ def test_depth_source_down_keeps_the_floor(tmp_path: Path) -> None:
     finally:
         sup.stop(timeout=10.0)
     assert sup.worker_count() == 0
+
+
+def test_real_workers_drain_the_queue_then_scale_down(tmp_path: Path, queue_url: str) -> None:
+    q = open_queue(queue_url)
+    ids = [q.enqueue("ingest", {"task": "sleep", "seconds": 0.2}) for _ in range(30)]
+    sup = Supervisor(
+        queue_url,
+        ["ingest"],
+        [sys.executable, str(Path(__file__).with_name("sleepy_worker.py")), queue_url],
+        policy=ScalingPolicy(
+            min_workers=1, max_workers=3, jobs_per_worker=5, cooldown=0.3, interval=0.1
+        ),
+    )
+    sup.start()
+    try:
+        wait_for(lambda: sup.worker_count() == 3)
+        wait_for(lambda: q.depth("ingest") == Depth(0, 0, 0, 0, 0.0), timeout=120.0)
+        wait_for(lambda: sup.worker_count() == 1)
+        infos = [q.get(job_id) for job_id in ids]
+        assert all(info is not None and info.state == "succeeded" for info in infos)
+        assert len({info.result["by"] for info in infos if info and info.result}) > 1
+    finally:
+        sup.stop(timeout=20.0)
+        q.close()
