@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from madbwpu_r.queue import Depth, open_queue
@@ -200,3 +202,28 @@ def test_real_workers_drain_the_queue_then_scale_down(tmp_path: Path, queue_url:
     finally:
         sup.stop(timeout=20.0)
         q.close()
+
+
+def test_workers_left_by_a_killed_supervisor_are_stopped(tmp_path: Path, queue_url: str) -> None:
+    out = tmp_path / "workers"
+    out.mkdir()
+    argv = [sys.executable, str(IDLE_WORKER), str(out)]
+    env = {**os.environ, "MADBWPU_R_WORKER_NAME": "ingest-9", "MADBWPU_R_WORKER_QUEUES": "ingest"}
+    orphan = subprocess.Popen(argv, env=env, process_group=0)
+    status_path = tmp_path / "supervisor.json"
+    try:
+        wait_for(lambda: (out / "ingest-9.started").exists())
+        stale = {"pid": 999_999_999, "running": True, "queues": {"ingest": {"argv": {}}}}
+        stale["queues"]["ingest"]["argv"] = {str(orphan.pid): argv, "12345": ["not", "it"]}
+        status_path.write_bytes(orjson.dumps(stale))
+        sup = Supervisor(queue_url, ["ingest"], argv, policy=POLICY, status_path=status_path)
+        sup.start()
+        try:
+            assert orphan.wait(timeout=30) == 0
+            assert (out / "ingest-9.stopped").exists()
+        finally:
+            sup.stop(timeout=10.0)
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()

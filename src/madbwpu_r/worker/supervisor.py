@@ -92,6 +92,7 @@ def desired_workers(depth: _Depth, current: int, policy: ScalingPolicy) -> int:
 class _Proc:
     name: str
     popen: subprocess.Popen[bytes]
+    argv: list[str]
     started_at: float
     stopping_since: float | None = None
 
@@ -169,6 +170,8 @@ class Supervisor:
         if self._thread is not None:
             raise RuntimeError("supervisor already started")
         self._started_at = time.time()
+        if self.status_path is not None:
+            _stop_orphans(self.status_path)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="madbwpu-r-supervisor", daemon=True)
         self._thread.start()
@@ -324,7 +327,7 @@ class Supervisor:
         # Own process group: a terminal's Ctrl-C reaches the supervisor, which then stops
         # the workers in order, instead of every worker at once mid-job.
         popen = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, process_group=0)
-        pool.procs.append(_Proc(name=name, popen=popen, started_at=now))
+        pool.procs.append(_Proc(name=name, popen=popen, argv=argv, started_at=now))
         log.info("worker started", extra={"worker": name, "pid": popen.pid})
 
     def _decide(self, pool: _Pool, current: int, target: int, depth: _Depth | None) -> None:
@@ -354,6 +357,9 @@ class Supervisor:
                     "workers": len([p for p in pool.active() if p.popen.poll() is None]),
                     "desired": pool.desired,
                     "pids": [p.popen.pid for p in pool.active() if p.popen.poll() is None],
+                    "argv": {
+                        str(p.popen.pid): p.argv for p in pool.procs if p.popen.poll() is None
+                    },
                     "stopping": [p.popen.pid for p in pool.procs if p.stopping_since is not None],
                     "restarts": pool.restarts,
                     "depth": pool.depth,
@@ -366,13 +372,35 @@ class Supervisor:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    # Readers see the old or the new file, never half of one; no fsync: it is rewritten
+    # every interval and only describes live processes.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def _stop_orphans(path: Path) -> None:
+    """SIGTERM workers left running by a previous supervisor that was killed.
+
+    Workers live in their own process group, so they outlive a SIGKILLed parent. A pid is
+    only signalled if its command line is still exactly the one recorded for it.
+    """
+    state = read_status(path) or {}
+    if state.get("pid") == os.getpid() and state.get("running"):
+        return
+    for info in state.get("queues", {}).values():
+        for pid, argv in (info.get("argv") or {}).items():
+            try:
+                cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0")[:-1]
+            except (OSError, ValueError):
+                continue
+            if [part.decode(errors="replace") for part in cmdline] == argv:
+                log.warning("stopping a worker left by a previous supervisor", extra={"pid": pid})
+                try:
+                    os.kill(int(pid), signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
 
 
 def _signal(popen: subprocess.Popen[bytes], signum: int) -> None:
