@@ -10,7 +10,8 @@ bound to 127.0.0.1, puts the cache in front of it (`madbwpu-r edge --origin ...`
 bench/nginx/proxy-cache.conf.in), runs the suite's CLI runner against the cache and prints the
 REQUIRED tests passed (and optional ones) out of the total. Failing required test ids, with the
 suite's reason, go to bench/.work/conformance-<target>-failures.txt (or --failures PATH); the raw
-results to bench/.work/conformance-<target>.json. The last line is one JSON object.
+results to bench/.work/conformance-<target>.json, the servers' logs to
+bench/.work/conformance-logs/<target>/. The last line is one JSON object.
 
 "Required passed" counts tests whose result is a pass, as cache-tests.fyi's totals do (nginx 100,
 Varnish 123, ATS 123 of 165 in the suite's own published results); "strict" also requires every
@@ -27,7 +28,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,10 +249,15 @@ def run_suite(base: str, test_id: str, timeout: int) -> str:
     return done.stdout
 
 
-def run_target(target: str, test_id: str, timeout: int, tmp: Path) -> str:
-    """Start origin and cache for one target, run the suite, return the runner's stdout."""
-    logdir = tmp / target
-    logdir.mkdir()
+def run_target(target: str, test_id: str, timeout: int) -> str:
+    """Start origin and cache for one target, run the suite, return the runner's stdout.
+
+    The servers' logs (and nginx's prefix) stay in bench/.work/conformance-logs/<target>/.
+    """
+    logdir = WORK / "conformance-logs" / target
+    if logdir.exists():
+        shutil.rmtree(logdir)
+    logdir.mkdir(parents=True)
     with bench.Processes(logdir) as procs:
         origin_port = bench.free_port()
         origin = start_suite_server(procs, origin_port)
@@ -295,26 +300,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         install_suite()
         tests = test_metadata()
-        with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:
-            for target in targets:
-                out = run_target(target, args.id, args.timeout, Path(tmp))
-                if args.id:
-                    print(out)
-                    continue
-                results = json.loads(out)
-                (WORK / f"conformance-{target}.json").write_text(json.dumps(results, indent=1))
-                summary = summarise(target, tests, results)
-                failures = args.failures or WORK / f"conformance-{target}-failures.txt"
-                failures.write_text(failures_text(summary, tests))
-                print(
-                    f"{target}: required {summary.required_passed}/{summary.required_total} passed "
-                    f"(strict, dependencies honoured: {summary.required_passed_strict}); "
-                    f"optional {summary.optional_passed}/{summary.optional_total}; "
-                    f"checks yes {summary.check_yes}/{summary.check_total}; "
-                    f"failing required ids -> {failures}",
-                    flush=True,
-                )
-                figures[target] = summary.as_dict()
+        for target in targets:
+            out = run_target(target, args.id, args.timeout)
+            if args.id:
+                print(out)
+                continue
+            results = json.loads(out)
+            (WORK / f"conformance-{target}.json").write_text(json.dumps(results, indent=1))
+            summary = summarise(target, tests, results)
+            failures = args.failures or WORK / f"conformance-{target}-failures.txt"
+            failures.write_text(failures_text(summary, tests))
+            print(
+                f"{target}: required {summary.required_passed}/{summary.required_total} passed "
+                f"(strict, dependencies honoured: {summary.required_passed_strict}); "
+                f"optional {summary.optional_passed}/{summary.optional_total}; "
+                f"checks yes {summary.check_yes}/{summary.check_total}; "
+                f"failing required ids -> {failures}",
+                flush=True,
+            )
+            figures[target] = summary.as_dict()
     except BenchError as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 1

@@ -131,3 +131,24 @@ def test_origin_serves_cacheable_kib_and_counts_slow_paths() -> None:
             assert (await client.get("/missing")).status_code == 404
 
     asyncio.run(scenario())
+
+
+def read(data: bytes) -> tuple[int, bytes]:
+    async def scenario() -> tuple[int, bytes]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        return await edge.read_response(reader)
+
+    return asyncio.run(scenario())
+
+
+def test_raw_client_reads_content_length_and_chunked_bodies() -> None:
+    plain = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Cache: HIT\r\n\r\nhello"
+    assert read(plain + b"HTTP/1.1 200 OK\r\n") == (200, b"hello")
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nTrailer: x\r\n\r\n"
+    )
+    assert read(chunked) == (200, b"abcde")
+    assert read(b'HTTP/1.1 304 Not Modified\r\nETag: "a"\r\n\r\n') == (304, b"")
