@@ -126,12 +126,13 @@ def test_worker_whose_lease_was_lost_does_not_ack(make_queue) -> None:
     """A worker stalled past its lease (no heartbeat reached the queue) cannot complete."""
     q = make_queue(lease=0.3)
     job_id = q.enqueue("work", {"task": "t"})
-    stale = q.claim(["work"], lease=0.3, consumer="stalled")[0]
+    worker = Worker(q, {"t": lambda job: {"by": "stale"}}, ["work"], lease=0.3)
+    (stale,) = worker._claim(1)  # claimed, then the worker stalls: no heartbeat thread runs
     time.sleep(0.4)
     fresh = q.claim(["work"], lease=5, consumer="healthy")[0]
-    worker = Worker(q, {"t": lambda job: None}, lease=0.3, install_signals=False)
-    worker._held[stale.id] = stale
-    worker._settle(stale, "ack", result={"by": "stale"})
+    assert fresh.attempt == 2
+    worker._process(stale)
+    worker._flush()
     assert q.get(job_id).state == "running" and q.get(job_id).result is None
     assert q.ack(fresh, {"by": "fresh"}) is True
     assert q.get(job_id).result == {"by": "fresh"}

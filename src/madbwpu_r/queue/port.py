@@ -104,7 +104,7 @@ class RawJob(NamedTuple):
 
     id: str
     queue: str
-    payload: bytes
+    payload: bytes | dict[str, Any]  # JSON, or already decoded with the rest of the reply
     attempt: int
     max_attempts: int
     priority: int
@@ -192,8 +192,9 @@ class Queue(abc.ABC):
             raws = self._claim(names, n, lease, consumer, now)
         jobs = []
         for raw in raws:
+            payload = raw.payload if isinstance(raw.payload, dict) else loads(raw.payload)
             job = Job(
-                raw.id, raw.queue, loads(raw.payload), raw.attempt, raw.max_attempts,
+                raw.id, raw.queue, payload, raw.attempt, raw.max_attempts,
                 raw.priority, raw.enqueued_at, lease, raw.receipt,
             )
             if job.attempt > job.max_attempts:

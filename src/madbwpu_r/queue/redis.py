@@ -117,7 +117,9 @@ local function take(sk, q, entries)
           'consumer', consumer, 'updated_at', now)
         redis.call('ZADD', P .. ':leases:' .. q, deadline, id)
         local f = redis.call('HMGET', jk, 'payload', 'max_attempts', 'priority', 'enqueued_at')
-        table.insert(out, {id, q, f[1], attempts, f[2], f[3], f[4], token})
+        -- One JSON document for the whole batch (payload embedded as is): cheap to parse.
+        table.insert(out, '["' .. id .. '","' .. q .. '",' .. f[1] .. ',' .. attempts .. ',' ..
+          f[2] .. ',' .. f[3] .. ',' .. f[4] .. ',' .. token .. ']')
       else
         redis.call('XACK', sk, 'w', e[1])
         redis.call('XDEL', sk, e[1])
@@ -144,7 +146,7 @@ for _, s in ipairs(streams) do
   local fresh = redis.call('XREADGROUP', 'GROUP', 'w', consumer, 'COUNT', need, 'STREAMS', s[2], '>')
   if fresh then take(s[2], s[3], fresh[1][2]) end
 end
-return out
+return '[' .. table.concat(out, ',') .. ']'
 """
 
 _EXTEND = """
@@ -334,14 +336,8 @@ class RedisQueue(Queue):
     def _claim(
         self, queues: list[str], n: int, lease: float, consumer: str, now: float
     ) -> list[RawJob]:
-        rows = self._run("claim", repr(now), repr(now + lease), n, consumer, *queues)
-        return [
-            RawJob(
-                r[0].decode(), r[1].decode(), r[2], int(r[3]), int(r[4]), int(r[5]),
-                float(r[6]), str(r[7]),
-            )
-            for r in rows
-        ]
+        rows = loads(self._run("claim", repr(now), repr(now + lease), n, consumer, *queues))
+        return [RawJob(r[0], r[1], r[2], r[3], r[4], r[5], r[6], str(r[7])) for r in rows]
 
     def _extend(self, jobs: list[Job], now: float) -> list[bool]:
         args: list[Any] = []

@@ -17,6 +17,7 @@ import queue as _stdqueue
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -36,7 +37,10 @@ class Worker:
     """Runs jobs from `queues` with `handlers` chosen by `payload["task"]` (else queue name).
 
     prefetch: jobs claimed per round trip (held and heartbeated until run);
-    concurrency: handler threads (1 = run inline in the calling thread).
+    concurrency: handler threads (1 = run inline in the calling thread);
+    ack_interval: successful jobs are acknowledged together, at the latest this many seconds
+    after the first of them finished (0 = one round trip per job). A crash inside that window
+    re-runs those jobs, which at-least-once handlers already tolerate.
     """
 
     def __init__(
@@ -50,10 +54,13 @@ class Worker:
         prefetch: int = 1,
         concurrency: int = 1,
         poll_interval: float = 0.5,
+        ack_interval: float = 0.05,
         install_signals: bool = True,
     ):
-        if lease <= 0 or prefetch < 1 or concurrency < 1 or poll_interval <= 0:
-            raise ValueError("lease and poll_interval must be > 0; prefetch, concurrency >= 1")
+        if lease <= 0 or prefetch < 1 or concurrency < 1 or poll_interval <= 0 or ack_interval < 0:
+            raise ValueError(
+                "lease, poll_interval must be > 0; ack_interval >= 0; prefetch, concurrency >= 1"
+            )
         self.queue = queue
         self.handlers = dict(handlers)
         self.queues = list(queues) if queues else sorted(self.handlers)
@@ -62,12 +69,16 @@ class Worker:
         self.prefetch = prefetch
         self.concurrency = concurrency
         self.poll_interval = poll_interval
+        self.ack_interval = ack_interval
         self.install_signals = install_signals
         self.processed = 0
         self.failed = 0
         self._stopping = threading.Event()
-        self._held: dict[str, Job] = {}
         self._lock = threading.Condition()
+        self._held: dict[str, Job] = {}  # claimed and not yet settled: kept leased
+        self._busy = 0  # claimed and handler not finished yet
+        self._acks: list[tuple[Job, dict[str, Any] | None]] = []
+        self._acks_since = 0.0
 
     def stop(self) -> None:
         """Ask run() to finish the jobs already started, release the rest and return."""
@@ -82,18 +93,22 @@ class Worker:
     def run(self, burst: bool = False) -> None:
         """Block until stop()/SIGTERM/SIGINT, or with burst=True until no job is ready."""
         with self._signals(), self._heartbeats():
-            if self.concurrency == 1:
-                self._run_inline(burst)
-            else:
-                self._run_pool(burst)
+            try:
+                if self.concurrency == 1:
+                    self._run_inline(burst)
+                else:
+                    self._run_pool(burst)
+            finally:
+                self._flush()
 
     # ---- loops ------------------------------------------------------------------------------
 
     def _run_inline(self, burst: bool) -> None:
         idle = _Idle(self.poll_interval)
         while not self.stopping:
+            self._flush()
             jobs = self._claim(self.prefetch)
-            if jobs is None or not jobs:
+            if not jobs:
                 if burst and jobs is not None:
                     return
                 self._stopping.wait(idle.next())
@@ -104,6 +119,8 @@ class Worker:
                     self._release(jobs[i:])
                     break
                 self._process(job)
+                if self._ack_due():
+                    self._flush()
 
     def _run_pool(self, burst: bool) -> None:
         todo: _stdqueue.SimpleQueue[Job | None] = _stdqueue.SimpleQueue()
@@ -114,22 +131,23 @@ class Worker:
         for thread in threads:
             thread.start()
         capacity = self.concurrency + self.prefetch
+        low_water = capacity - max(1, self.prefetch // 2)  # claim in batches, not one by one
         idle = _Idle(self.poll_interval)
         try:
             while not self.stopping:
                 with self._lock:
                     self._lock.wait_for(
-                        lambda: len(self._held) < capacity or self.stopping, timeout=1.0
+                        lambda: self.stopping or self._busy <= low_water or self._ack_due(),
+                        timeout=self.ack_interval or None,
                     )
-                    room = capacity - len(self._held)
-                if self.stopping or room <= 0:
+                self._flush()
+                room = capacity - self._busy
+                if self.stopping or self._busy > low_water:
                     continue
-                jobs = self._claim(min(self.prefetch, room))
-                if jobs is None or not jobs:
-                    if burst and jobs is not None:
-                        with self._lock:
-                            if not self._held:
-                                return
+                jobs = self._claim(room)
+                if not jobs:
+                    if burst and jobs is not None and self._busy == 0:
+                        return
                     self._stopping.wait(idle.next())
                     continue
                 idle.reset()
@@ -168,6 +186,7 @@ class Worker:
             with self._lock:
                 for job in jobs:
                     self._held[job.id] = job
+                self._busy += len(jobs)
         return jobs
 
     def _process(self, job: Job) -> None:
@@ -177,48 +196,74 @@ class Worker:
                 raise PermanentError(f"no handler for task {job.payload.get('task')!r}")
             result = handler(job)
         except PermanentError as exc:
-            self._settle(job, "dead", error=f"{type(exc).__name__}: {exc}")
+            self._fail(job, f"{type(exc).__name__}: {exc}", retry=False)
         except Exception as exc:
             log.warning(
                 "job failed", exc_info=True,
                 extra={"job": job.id, "attempt": job.attempt, "worker": self.name},
             )
-            self._settle(job, "retry", error=f"{type(exc).__name__}: {exc}")
+            self._fail(job, f"{type(exc).__name__}: {exc}", retry=True)
         else:
-            self._settle(job, "ack", result=result if isinstance(result, dict) else None)
-
-    def _settle(
-        self, job: Job, how: str, result: dict[str, Any] | None = None, error: str = ""
-    ) -> None:
-        with self._lock:
-            # None: the heartbeat saw the lease go, another claim owns the job now.
-            lost = self._held.pop(job.id, None) is None
-            if how == "ack":
+            with self._lock:
+                if not self._acks:
+                    self._acks_since = time.monotonic()
+                self._acks.append((job, result if isinstance(result, dict) else None))
+                self._busy -= 1
                 self.processed += 1
-            else:
-                self.failed += 1
-            self._lock.notify_all()
-        try:
-            if how == "ack":
-                done = self.queue.ack(job, result)
-            else:
-                done = self.queue.nack(job, error, retry=how == "retry")
-        except QueueError as exc:
-            log.warning("settle failed: %s", exc, extra={"job": job.id, "worker": self.name})
+                self._lock.notify_all()
+
+    def _ack_due(self) -> bool:
+        return bool(self._acks) and (
+            len(self._acks) >= self.prefetch
+            or time.monotonic() - self._acks_since >= self.ack_interval
+        )
+
+    def _flush(self) -> None:
+        """Acknowledge every finished job in one round trip."""
+        with self._lock:
+            batch, self._acks = self._acks, []
+        if not batch:
             return
-        if not done or lost:
-            log.warning(
-                "lease lost before settling; the job belongs to another claim",
-                extra={"job": job.id, "attempt": job.attempt, "worker": self.name},
-            )
+        try:
+            done = self.queue.ack_many(batch)
+        except QueueError as exc:
+            done = [True] * len(batch)  # leases run out and the jobs are re-delivered
+            log.warning("ack failed: %s", exc, extra={"worker": self.name})
+        with self._lock:
+            for (job, _), ok in zip(batch, done, strict=True):
+                self._held.pop(job.id, None)
+                if not ok:
+                    self._lost(job)
+            self._lock.notify_all()
+
+    def _fail(self, job: Job, error: str, retry: bool) -> None:
+        try:
+            ok = self.queue.nack(job, error, retry=retry)
+        except QueueError as exc:
+            ok = True
+            log.warning("nack failed: %s", exc, extra={"job": job.id, "worker": self.name})
+        with self._lock:
+            self._held.pop(job.id, None)
+            self._busy -= 1
+            self.failed += 1
+            self._lock.notify_all()
+        if not ok:
+            self._lost(job)
+
+    def _lost(self, job: Job) -> None:
+        log.warning(
+            "lease lost before settling; the job belongs to a newer claim",
+            extra={"job": job.id, "attempt": job.attempt, "worker": self.name},
+        )
 
     def _release(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
-            with self._lock:
-                self._held.pop(job.id, None)
-                self._lock.notify_all()
             with contextlib.suppress(QueueError):
                 self.queue.release(job)
+            with self._lock:
+                self._held.pop(job.id, None)
+                self._busy -= 1
+                self._lock.notify_all()
 
     # ---- background -------------------------------------------------------------------------
 
@@ -246,11 +291,13 @@ class Worker:
             except QueueError as exc:
                 log.warning("heartbeat failed: %s", exc, extra={"worker": self.name})
                 continue
-            with self._lock:
-                for job, ok in zip(jobs, alive, strict=True):
-                    if not ok:
-                        self._held.pop(job.id, None)
-                        log.warning("lease lost", extra={"job": job.id, "worker": self.name})
+            with self._lock:  # stop renewing what a newer claim owns; its settle will fail
+                lost = [
+                    j for j, ok in zip(jobs, alive, strict=True)
+                    if not ok and self._held.pop(j.id, None) is not None
+                ]
+            for job in lost:
+                log.warning("lease lost", extra={"job": job.id, "worker": self.name})
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
