@@ -1,7 +1,143 @@
-"""Placeholder: replaced by the module that owns this command."""
+"""Commands that run the tiers: `up` (everything), `api` and `worker` (one process each)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from madbwpu_r.cli.options import DEFAULT_DIR, DataDir, Env, split_listen
+from madbwpu_r.config import EnvPaths, load_or_create_secrets
+from madbwpu_r.logs import configure_logging
+
+console = Console(stderr=True)
+
+
+def up(
+    data_dir: DataDir = DEFAULT_DIR,
+    host: Annotated[str, typer.Option(help="Address every tier listens on.")] = "127.0.0.1",
+    min_workers: Annotated[int, typer.Option(help="Workers kept per environment when idle.")] = 1,
+    max_workers: Annotated[int, typer.Option(help="Most workers per environment under load.")] = 4,
+) -> None:
+    """Start staging and production: an edge, an API and workers each, on embedded defaults.
+
+    Prints the URLs and writes them to DIR/endpoints.json. Ctrl-C or SIGTERM stops every
+    process cleanly; running `up` again on the same DIR keeps all data (and the same ports
+    where they are free).
+    """
+    from madbwpu_r.launcher import Stack
+
+    configure_logging("up")
+    stack = Stack(data_dir, host=host, min_workers=min_workers, max_workers=max_workers)
+    signal.signal(signal.SIGTERM, lambda *_: stack._stop.set())
+    try:
+        stack.start()
+        stack.wait_ready()
+        table = Table(title=f"madbwpu-r is up ({data_dir})")
+        for column in ("environment", "edge (read here)", "api"):
+            table.add_column(column)
+        for env, urls in stack.endpoints.items():
+            table.add_row(env, urls["edge"], urls["api"])
+        Console().print(table)
+        console.print(f"endpoints written to {data_dir / 'endpoints.json'}; Ctrl-C stops everything")
+        stack.watch()
+    except KeyboardInterrupt:
+        pass
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        stack.stop()
+        raise typer.Exit(1) from None
+    console.print("stopping...")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stack.stop()
+
+
+def api(
+    data_dir: DataDir = DEFAULT_DIR,
+    env: Env = "staging",
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = "127.0.0.1:8000",
+    edge: Annotated[
+        list[str] | None,
+        typer.Option(help="An edge URL to purge on data changes (repeat for each edge)."),
+    ] = None,
+    queue_url: Annotated[
+        str | None, typer.Option(help="Job queue URL (default: the environment's SQLite file).")
+    ] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Also publish purges on this Redis (edges subscribed to it).")
+    ] = None,
+) -> None:
+    """Run one API process for an environment."""
+    import uvicorn
+
+    from madbwpu_r.api.app import create_app
+    from madbwpu_r.api.state import ApiSettings
+
+    configure_logging(f"{env}-api")
+    host, port = split_listen(listen)
+    secrets = load_or_create_secrets(data_dir)
+    settings = ApiSettings(
+        env=env,
+        data_dir=data_dir.resolve(),
+        write_token=secrets["write_token"],
+        worker_token=secrets["worker_token"],
+        purge_token=secrets["purge_token"],
+        queue_url=queue_url,
+        edges=list(edge or []),
+        redis_url=redis_url,
+    )
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_config=None, access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def worker(
+    data_dir: DataDir = DEFAULT_DIR,
+    env: Env = "staging",
+    api: Annotated[str, typer.Option("--api", help="The environment's API URL (results go there).")] = "",
+    queue_url: Annotated[
+        str | None, typer.Option(help="Job queue URL (default: the environment's SQLite file).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Worker name, shown in logs and job claims.")] = "",
+    lease: Annotated[float, typer.Option(help="Lease in seconds, renewed while a job runs.")] = 10.0,
+) -> None:
+    """Run one background worker: claim jobs, run them, report results to the API.
+
+    SIGTERM finishes (or releases) the current job, then exits.
+    """
+    from madbwpu_r.queue import open_queue
+    from madbwpu_r.worker.api_client import ApiClient
+    from madbwpu_r.worker.ingest import IngestHandler
+    from madbwpu_r.worker.runner import Worker
+
+    if not api:
+        console.print("[red]error:[/red] --api URL is required (the API the results go to)")
+        raise typer.Exit(2)
+    name = name or f"{env}-worker-{socket.gethostname()}-{os.getpid()}"
+    configure_logging(name)
+    paths = EnvPaths(data_dir.resolve(), env).ensure()
+    secrets = load_or_create_secrets(data_dir)
+    queue = open_queue(queue_url or paths.default_queue_url)
+    client = ApiClient(api, secrets["worker_token"])
+    try:
+        Worker(
+            queue, handlers={"ingest": IngestHandler(paths, client)}, queues=["ingest"],
+            lease=lease, name=name,
+        ).run()
+    finally:
+        client.close()
+        queue.close()
+    sys.exit(0)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command()(up)
+    app.command()(api)
+    app.command()(worker)

@@ -86,8 +86,7 @@ class SQLiteMetadataStore(MetadataStore):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._write() as conn:
-            conn.executescript(SCHEMA)
+        self._conn().executescript(SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

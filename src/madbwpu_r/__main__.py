@@ -1,0 +1,3 @@
+from madbwpu_r.cli.main import main
+
+main()

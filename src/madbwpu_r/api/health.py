@@ -1,0 +1,70 @@
+"""Liveness, readiness (the heartbeat a deploy checks) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import hashlib
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from madbwpu_r.api.responses import NO_STORE, ORJSONResponse
+from madbwpu_r.api.state import INGEST_QUEUE, ApiState
+from madbwpu_r.queue.errors import QueueError
+from madbwpu_r.store.port import StoreError
+
+
+def healthz(request: Request) -> Response:
+    return ORJSONResponse({"status": "ok"}, headers={"Cache-Control": NO_STORE})
+
+
+def heartbeat(request: Request) -> Response:
+    """200 when the store and the queue answer, 503 otherwise; never cached by the edge."""
+    state: ApiState = request.app.state.api
+    checks: dict[str, dict] = {}
+    datasets: dict[str, str] = {}
+    try:
+        state.store.ping()
+        datasets = {d.name: d.current.digest for d in state.store.datasets() if d.current}
+        checks["store"] = {"ok": True}
+    except StoreError as exc:
+        checks["store"] = {"ok": False, "error": str(exc)}
+    try:
+        depth = state.queue.depth(INGEST_QUEUE)
+        checks["queue"] = {
+            "ok": True,
+            "ready": depth.ready,
+            "in_flight": depth.in_flight,
+            "scheduled": depth.scheduled,
+            "dead": depth.dead,
+        }
+    except QueueError as exc:
+        checks["queue"] = {"ok": False, "error": str(exc)}
+    healthy = all(c["ok"] for c in checks.values())
+    state_digest = hashlib.sha256(
+        "\n".join(f"{k}={v}" for k, v in sorted(datasets.items())).encode()
+    ).hexdigest()
+    body = {
+        "environment": state.settings.env,
+        "status": "ok" if healthy else "unhealthy",
+        "data": {"state_digest": state_digest, "datasets": datasets},
+        "checks": checks,
+        "edges": len(state.settings.edges),
+    }
+    return ORJSONResponse(body, status_code=200 if healthy else 503, headers={"Cache-Control": NO_STORE})
+
+
+def metrics(request: Request) -> Response:
+    return Response(
+        generate_latest(request.app.state.registry),
+        media_type=CONTENT_TYPE_LATEST,
+        headers={"Cache-Control": NO_STORE},
+    )
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET", "HEAD"]),
+    Route("/v1/heartbeat", heartbeat, methods=["GET", "HEAD"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]

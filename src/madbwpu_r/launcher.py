@@ -1,0 +1,181 @@
+"""Run every tier of every environment as separate local processes, as `madbwpu-r up` does.
+
+Each API and edge is a child process restarted if it dies; workers are run by the queue-depth
+Supervisor. Ports are kept from the previous run when they are still free, so URLs stay stable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from madbwpu_r.config import (
+    ENVIRONMENTS,
+    EnvPaths,
+    endpoints_path,
+    load_or_create_secrets,
+    write_json_atomically,
+)
+from madbwpu_r.worker.supervisor import ScalingPolicy, Supervisor
+
+log = logging.getLogger(__name__)
+
+CLI = [sys.executable, "-m", "madbwpu_r"]
+
+
+def free_port(host: str, preferred: int | None = None) -> int:
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as s:
+            # Like uvicorn's own listener: a port left in TIME_WAIT by the last run is free.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError(f"no free port on {host}")
+
+
+@dataclass
+class Child:
+    """A long-running tier process; restarted when it exits unexpectedly."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    popen: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        self.popen = subprocess.Popen(
+            self.argv, env=self.env, stdin=subprocess.DEVNULL, process_group=0
+        )
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def terminate(self) -> None:
+        if self.alive():
+            assert self.popen is not None
+            self.popen.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> None:
+        if self.popen is None:
+            return
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    environments: tuple[str, ...] = ENVIRONMENTS
+    min_workers: int = 1
+    max_workers: int = 4
+    children: list[Child] = field(default_factory=list)
+    supervisors: list[Supervisor] = field(default_factory=list)
+    endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _previous_ports(self) -> dict[str, dict[str, int]]:
+        try:
+            import orjson
+
+            old = orjson.loads(endpoints_path(self.data_dir).read_bytes())
+            return {
+                env: {tier: int(url.rsplit(":", 1)[1]) for tier, url in urls.items()}
+                for env, urls in old.items()
+            }
+        except (OSError, ValueError, KeyError, IndexError, AttributeError):
+            return {}
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        secrets = load_or_create_secrets(self.data_dir)
+        previous = self._previous_ports()
+        base_env = dict(os.environ)
+        base_env["MADBWPU_R_DATA_DIR"] = str(self.data_dir.resolve())
+        for env in self.environments:
+            paths = EnvPaths(self.data_dir.resolve(), env).ensure()
+            ports = previous.get(env, {})
+            api_port = free_port(self.host, ports.get("api"))
+            edge_port = free_port(self.host, ports.get("edge"))
+            api_url = f"http://{self.host}:{api_port}"
+            edge_url = f"http://{self.host}:{edge_port}"
+            common = ["--data-dir", str(paths.data_dir), "--env", env]
+            api = Child(
+                f"{env}-api",
+                CLI + ["api", *common, "--listen", f"{self.host}:{api_port}", "--edge", edge_url],
+                base_env,
+            )
+            edge_env = dict(base_env, MADBWPU_R_PURGE_TOKEN=secrets["purge_token"])
+            edge = Child(
+                f"{env}-edge",
+                CLI + ["edge", "--origin", api_url, "--listen", f"{self.host}:{edge_port}"],
+                edge_env,
+            )
+            for child in (api, edge):
+                child.start()
+                self.children.append(child)
+            supervisor = Supervisor(
+                paths.default_queue_url,
+                ["ingest"],
+                CLI + ["worker", *common, "--api", api_url, "--name", f"{env}-{{name}}"],
+                env=base_env,
+                policy=ScalingPolicy(min_workers=self.min_workers, max_workers=self.max_workers),
+                status_path=paths.supervisor_status,
+            )
+            supervisor.start()
+            self.supervisors.append(supervisor)
+            self.endpoints[env] = {"edge": edge_url, "api": api_url}
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        urls = [url for tiers in self.endpoints.values() for url in tiers.values()]
+        with httpx.Client(timeout=2.0) as client:
+            for url in urls:
+                while True:
+                    try:
+                        if client.get(f"{url}/healthz").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    dead = [c.name for c in self.children if not c.alive()]
+                    if dead:
+                        raise RuntimeError(f"{', '.join(dead)} exited during start-up; see its log above")
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{url} did not become ready within {timeout:.0f}s")
+                    time.sleep(0.1)
+        write_json_atomically(endpoints_path(self.data_dir), self.endpoints)
+
+    def watch(self) -> None:
+        """Restart a tier process that died, until stop() is called."""
+        while not self._stop.wait(0.5):
+            for child in self.children:
+                if not child.alive() and not self._stop.is_set():
+                    child.restarts += 1
+                    log.warning("restarting exited process", extra={"process": child.name})
+                    child.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        for supervisor in self.supervisors:
+            supervisor.stop(timeout)
+        for child in self.children:
+            child.terminate()
+        for child in self.children:
+            child.wait(timeout)

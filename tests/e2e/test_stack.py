@@ -1,0 +1,192 @@
+"""The whole product as real processes: `madbwpu-r up`, then ingest and read through the edge."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+ROWS_ROUTE = 'route="/v1/datasets/{name}/rows"'
+
+
+class Running:
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.log = data_dir.parent / "up.log"
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "madbwpu_r", "up", "--data-dir", str(data_dir), "--max-workers", "2"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+            )
+        deadline = time.monotonic() + 60
+        endpoints = data_dir / "endpoints.json"
+        before = endpoints.stat().st_mtime_ns if endpoints.exists() else None
+        # `up` writes endpoints.json once every tier answers; a file from an earlier run is stale.
+        while not endpoints.exists() or endpoints.stat().st_mtime_ns == before:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                raise AssertionError(f"`up` did not start:\n{self.log.read_text()}")
+            time.sleep(0.1)
+        self.endpoints = orjson.loads(endpoints.read_bytes())
+        secrets = orjson.loads((data_dir / "secrets.json").read_bytes())
+        self.write = {"Authorization": f"Bearer {secrets['write_token']}"}
+        self.purge_token = secrets["purge_token"]
+        self.http = httpx.Client(timeout=30)
+
+    def ingest(self, env: str, name: str, body: bytes) -> dict:
+        api = self.endpoints[env]["api"]
+        accepted = self.http.post(
+            f"{api}/v1/datasets/{name}/ingest", content=body, headers={**self.write, "Content-Type": "text/csv"}
+        )
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.json()["status_url"].startswith(api)
+        deadline = time.monotonic() + 60
+        while True:
+            job = self.http.get(accepted.json()["status_url"]).json()
+            if job["status"] in ("succeeded", "failed"):
+                return job
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+
+    def api_rows_requests(self, env: str) -> float:
+        text = self.http.get(f"{self.endpoints[env]['api']}/metrics").text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("madbwpu_r_api_requests_total") and ROWS_ROUTE in line
+        )
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            raise
+        finally:
+            self.http.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Running]:
+    """One running product for the module (start-up is the slow part); tests use their own datasets."""
+    running = Running(tmp_path_factory.mktemp("e2e") / "data")
+    yield running
+    running.stop()
+
+
+def test_endpoints_and_heartbeat(stack):
+    assert set(stack.endpoints) == {"staging", "production"}
+    urls = {url for tiers in stack.endpoints.values() for url in tiers.values()}
+    assert len(urls) == 4 and all(u.startswith("http://127.0.0.1:") for u in urls)
+    for env, tiers in stack.endpoints.items():
+        for url in tiers.values():
+            assert stack.http.get(f"{url}/healthz").status_code == 200
+        beat = stack.http.get(f"{tiers['api']}/v1/heartbeat")
+        assert beat.status_code == 200 and beat.json()["environment"] == env
+        # Through the edge, the heartbeat is never served from cache.
+        for _ in range(2):
+            through = stack.http.get(f"{tiers['edge']}/v1/heartbeat")
+            assert through.status_code == 200
+            assert through.headers.get("x-cache") != "HIT"
+
+
+def test_ingest_read_through_edge_and_invalidate(stack):
+    edge = stack.endpoints["staging"]["edge"]
+    first = stack.ingest("staging", "people", b"id,name\n1,ann\n2,bob\n")
+    assert first["status"] == "succeeded", first
+    other = stack.ingest("staging", "places", b"id,city\n1,oslo\n")
+    assert other["status"] == "succeeded", other
+
+    miss = stack.http.get(f"{edge}/v1/datasets/people/rows")
+    assert miss.status_code == 200 and miss.headers["x-cache"] == "MISS"
+    assert miss.json()["rows"] == [{"id": 1, "name": "ann"}, {"id": 2, "name": "bob"}]
+    assert "dataset:people" in miss.headers["surrogate-key"]
+    assert stack.http.get(f"{edge}/v1/datasets/places/rows").headers["x-cache"] == "MISS"
+
+    seen_by_api = stack.api_rows_requests("staging")
+    hit = stack.http.get(f"{edge}/v1/datasets/people/rows")
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.json() == miss.json()
+    assert stack.api_rows_requests("staging") == seen_by_api  # the API never saw the hit
+
+    second = stack.ingest("staging", "people", b"id,name\n1,ann\n2,bob\n3,cid\n")
+    assert second["status"] == "succeeded" and second["version"] != first["version"]
+    fresh = stack.http.get(f"{edge}/v1/datasets/people/rows")
+    assert fresh.headers["x-cache"] == "MISS"
+    assert fresh.json()["version"] == second["version"]
+    assert [r["name"] for r in fresh.json()["rows"]] == ["ann", "bob", "cid"]
+    # Only the changed dataset was purged.
+    assert stack.http.get(f"{edge}/v1/datasets/places/rows").headers["x-cache"] == "HIT"
+
+    # Production is a separate environment with its own data.
+    production = stack.endpoints["production"]["edge"]
+    assert stack.http.get(f"{production}/v1/datasets/people/rows").status_code == 404
+
+
+def test_malformed_upload_fails_and_old_version_stays(stack):
+    good = stack.ingest("staging", "kept", b"id,name\n1,ann\n")
+    bad = stack.ingest("staging", "kept", b"id,name\n1,ann\n2\n")
+    assert bad["status"] == "failed" and "line 3" in bad["error"]
+    edge = stack.endpoints["staging"]["edge"]
+    assert stack.http.get(f"{edge}/v1/datasets/kept/rows").json()["version"] == good["version"]
+
+
+def test_purge_needs_the_credential(stack):
+    edge = stack.endpoints["staging"]["edge"]
+    stack.ingest("staging", "guarded", b"id\n1\n")
+    stack.http.get(f"{edge}/v1/datasets/guarded/rows")
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        refused = stack.http.post(f"{edge}/_edge/purge", json={"keys": ["dataset:guarded"]}, headers=headers)
+        assert refused.status_code in (401, 403)
+        assert refused.headers["content-type"].startswith("application/problem+json")
+    assert stack.http.get(f"{edge}/v1/datasets/guarded/rows").headers["x-cache"] == "HIT"
+    allowed = stack.http.post(
+        f"{edge}/_edge/purge",
+        json={"keys": ["dataset:guarded"]},
+        headers={"Authorization": f"Bearer {stack.purge_token}"},
+    )
+    assert allowed.status_code == 200 and allowed.json()["purged"] >= 1
+    assert stack.http.get(f"{edge}/v1/datasets/guarded/rows").headers["x-cache"] == "MISS"
+
+
+def test_cli_ingest_and_restart_keeps_data(stack, tmp_path):
+    csv = tmp_path / "cli.csv"
+    csv.write_text("id,name\n1,ann\n")
+    cli = [sys.executable, "-m", "madbwpu_r"]
+    done = subprocess.run(
+        cli + ["ingest", "from-cli", str(csv), "--env", "staging", "--data-dir", str(stack.data_dir)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "now version" in done.stderr
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,name\n1\n")
+    failed = subprocess.run(
+        cli + ["ingest", "from-cli", str(bad), "--data-dir", str(stack.data_dir)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert failed.returncode == 1 and "line 2" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+    assert stack.stop() == 0
+    again = Running(stack.data_dir)
+    try:
+        api = again.endpoints["staging"]["api"]
+        assert again.endpoints == stack.endpoints  # the same ports, where they are free
+        rows = again.http.get(f"{api}/v1/datasets/from-cli/rows").json()["rows"]
+        assert rows == [{"id": 1, "name": "ann"}]
+    finally:
+        assert again.stop() == 0
