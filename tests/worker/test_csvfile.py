@@ -13,7 +13,9 @@ def write(tmp_path: Path, data: bytes) -> Path:
 
 
 def test_types_are_inferred_per_column(tmp_path):
-    parsed = parse_csv(write(tmp_path, b"id,score,name,mixed\n1,1.5,ann,1\n2,2,bob,x\n3,,\"c, d\",2\n"))
+    parsed = parse_csv(
+        write(tmp_path, b'id,score,name,mixed\n1,1.5,ann,1\n2,2,bob,x\n3,,"c, d",2\n')
+    )
     assert parsed.schema == (
         Column("id", "integer"),
         Column("score", "real"),
@@ -21,7 +23,11 @@ def test_types_are_inferred_per_column(tmp_path):
         Column("mixed", "text"),
     )
     assert parsed.row_count == 3
-    assert list(parsed.rows()) == [(1, 1.5, "ann", "1"), (2, 2.0, "bob", "x"), (3, None, "c, d", "2")]
+    assert list(parsed.rows()) == [
+        (1, 1.5, "ann", "1"),
+        (2, 2.0, "bob", "x"),
+        (3, None, "c, d", "2"),
+    ]
 
 
 def test_quoted_newlines_and_bom(tmp_path):
