@@ -19,6 +19,7 @@ import pytest
 HERE = Path(__file__).parent
 TOKEN = "edge-test-token"
 CLI = str(Path(sys.executable).with_name("madbwpu-r"))
+HTTP = httpx.Client(timeout=10)  # one pool for the helpers: no TLS context per call
 
 
 def free_port() -> int:
@@ -37,13 +38,17 @@ class Proc:
             stderr=subprocess.PIPE,
             env={**os.environ, **(env or {})},
         )
-        deadline = time.monotonic() + 20
+        self.health = health
+
+    def wait(self) -> None:
+        args, url, health = self.args, self.url, self.health
+        deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 raise RuntimeError(f"{args} exited with {self.proc.returncode}: {err[-2000:]}")
             try:
-                if httpx.get(url + health, timeout=1).status_code < 500:
+                if HTTP.get(url + health, timeout=1).status_code < 500:
                     break
             except httpx.HTTPError:
                 pass
@@ -78,12 +83,13 @@ class Origin(Proc):
             f"http://127.0.0.1:{port}",
             "/_control/stats?path=/",
         )
+        self.wait()
 
     def route(self, path: str, **config: Any) -> None:
-        httpx.post(self.url + "/_control/set", json={"path": path, **config}).raise_for_status()
+        HTTP.post(self.url + "/_control/set", json={"path": path, **config}).raise_for_status()
 
     def stats(self, path: str) -> dict[str, Any]:
-        return httpx.get(self.url + "/_control/stats", params={"path": path}).json()
+        return HTTP.get(self.url + "/_control/stats", params={"path": path}).json()
 
     def count(self, path: str) -> int:
         return self.stats(path)["count"]
@@ -110,14 +116,14 @@ class Edge(Proc):
         )
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=10, **kwargs)
+        return HTTP.get(self.url + path, **kwargs)
 
     def stats(self) -> dict[str, Any]:
-        return httpx.get(self.url + "/_edge/stats").json()
+        return HTTP.get(self.url + "/_edge/stats").json()
 
     def purge(self, token: str | None = TOKEN, **body: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.post(self.url + "/_edge/purge", json=body, headers=headers)
+        return HTTP.post(self.url + "/_edge/purge", json=body, headers=headers)
 
 
 @pytest.fixture(scope="session")
@@ -142,20 +148,30 @@ def make_origin() -> Iterator[Callable[[], Origin]]:
 
 @pytest.fixture
 def make_edge() -> Iterator[Callable[..., Edge]]:
+    """make_edge(origin, *cli_options, name=..., count=1): started in parallel, then awaited."""
     started: list[Edge] = []
 
-    def make(origin: str, *extra: str, name: str = "edge") -> Edge:
-        started.append(Edge(origin, *extra, name=name))
-        return started[-1]
+    def make(origin: str, *extra: str, name: str = "edge", count: int = 1) -> Any:
+        edges = [
+            Edge(origin, *extra, name=name if count == 1 else f"{name}{i}") for i in range(count)
+        ]
+        started.extend(edges)
+        for e in edges:
+            e.wait()
+        return edges[0] if count == 1 else edges
 
     yield make
     for proc in started:
         proc.stop()
 
 
-@pytest.fixture
-def edge(origin: Origin, make_edge: Callable[..., Edge]) -> Edge:
-    return make_edge(origin.url)
+@pytest.fixture(scope="session")
+def edge(origin: Origin) -> Iterator[Edge]:
+    """One edge shared by the tests that need no options of their own (unique paths each)."""
+    proc = Edge(origin.url, name="shared")
+    proc.wait()
+    yield proc
+    proc.stop()
 
 
 @pytest.fixture
