@@ -284,6 +284,11 @@ class CoalesceResult:
     slowest_ms: float
     hit_slowest_ms: float  # the same burst on a cached URL: what the client alone costs
     non_200: int
+    origin_ms: float  # one request for a fresh slow path straight to the origin, same round
+
+    @property
+    def over_origin_ms(self) -> float:
+        return self.slowest_ms - self.origin_ms
 
 
 Fetch = Callable[[int, str], Awaitable[int]]  # (client number, path) -> HTTP status
@@ -389,6 +394,11 @@ async def burst(fetch: Fetch, path: str, clients: int) -> tuple[float, int]:
 async def _coalesce(
     base: str, origin: str, clients: int, timeout: float, kind: str
 ) -> CoalesceResult:
+    async with RawClients(origin, 1) as direct:
+        await direct.fetch(0, "/kib")
+        start = time.perf_counter()
+        await asyncio.wait_for(direct.fetch(0, f"/slow/{uuid.uuid4().hex}"), timeout)
+        origin_ms = (time.perf_counter() - start) * 1000
     pool = RawClients(base, clients) if kind == "raw" else HttpxClients(base, clients, timeout)
     async with pool:
         # Every connection is opened and used once first: the timed part measures the cache.
@@ -397,7 +407,7 @@ async def _coalesce(
         path = f"/slow/{uuid.uuid4().hex}"
         slowest_ms, bad = await asyncio.wait_for(burst(pool.fetch, path, clients), timeout)
     counted = httpx.get(f"{origin}/count", params={"path": path}, timeout=5).json()["count"]
-    return CoalesceResult(counted, slowest_ms, hit_ms, bad)
+    return CoalesceResult(counted, slowest_ms, hit_ms, bad, origin_ms)
 
 
 def coalesce_round(
@@ -526,6 +536,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             result[f"{side}_coalesce_slowest_ms"] = rounded_median(
                 [r.slowest_ms for r in side_rounds]
             )
+            result[f"{side}_coalesce_over_origin_ms"] = rounded_median(
+                [r.over_origin_ms for r in side_rounds]
+            )
             result[f"{side}_coalesce_hit_slowest_ms"] = rounded_median(
                 [r.hit_slowest_ms for r in side_rounds]
             )
@@ -535,13 +548,15 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
                     "origin_requests": r.origin_requests,
                     "slowest_ms": round(r.slowest_ms, 1),
                     "hit_slowest_ms": round(r.hit_slowest_ms, 1),
+                    "origin_ms": round(r.origin_ms, 1),
                 }
                 for r in side_rounds
             ]
             say(
                 f"coalesce {side:5} origin requests (max of rounds) "
                 f"{result[f'{side}_coalesce_origin_requests']}, slowest client (median) "
-                f"{result[f'{side}_coalesce_slowest_ms']:.1f} ms (same burst on a hit "
+                f"{result[f'{side}_coalesce_slowest_ms']:.1f} ms, over the origin's own time "
+                f"{result[f'{side}_coalesce_over_origin_ms']:.1f} ms (same burst on a hit "
                 f"{result[f'{side}_coalesce_hit_slowest_ms']:.1f} ms); rounds "
                 f"{result[f'{side}_coalesce_rounds']}"
             )
@@ -558,7 +573,8 @@ def summary(result: dict) -> str:
                 f"  p99 {result[f'{side}_p99_ms']:.2f} ms  coalescing: "
                 f"{result[f'{side}_coalesce_origin_requests']} origin request(s), slowest "
                 f"{result[f'{side}_coalesce_slowest_ms']:.1f} ms "
-                f"(burst on a hit: {result[f'{side}_coalesce_hit_slowest_ms']:.1f} ms)"
+                f"(+{result[f'{side}_coalesce_over_origin_ms']:.1f} ms over the origin; "
+                f"burst on a hit {result[f'{side}_coalesce_hit_slowest_ms']:.1f} ms)"
             )
     if result.get("ratio_rps_edge_to_nginx") is not None:
         lines.append(f"  ratio edge/nginx req/s: {result['ratio_rps_edge_to_nginx']:.3f}")
