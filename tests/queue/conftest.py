@@ -14,8 +14,9 @@ import pytest
 
 from madbwpu_r.queue import Queue, open_queue
 
-BACKENDS = ["sqlite", "redis"]
+BACKENDS = ["sqlite", "redis", "postgres"]
 REDIS_URL = "redis://127.0.0.1:6379/15"
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def require_redis() -> None:
@@ -27,6 +28,24 @@ def require_redis() -> None:
         if os.environ.get("CI"):
             raise
         pytest.skip("Redis is not running on 127.0.0.1:6379")
+
+
+def require_postgres() -> None:
+    import psycopg
+
+    try:
+        psycopg.connect(PG_URL, connect_timeout=2).close()
+    except psycopg.Error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+
+
+def drop_pg_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def drop_redis_prefix(prefix: str) -> None:
@@ -47,6 +66,11 @@ def base_url(backend: str, tmp_path: Path) -> Iterator[str]:
         prefix = f"t{uuid.uuid4().hex[:12]}"
         yield f"{REDIS_URL}?prefix={prefix}"
         drop_redis_prefix(prefix)
+    elif backend == "postgres":
+        require_postgres()
+        schema = f"t{uuid.uuid4().hex[:12]}"
+        yield f"{PG_URL}?schema={schema}"
+        drop_pg_schema(schema)
     else:  # pragma: no cover
         raise AssertionError(backend)
 
