@@ -47,6 +47,18 @@ class VersionFiles:
         self.root.mkdir(parents=True, exist_ok=True)
         self._readers: dict[str, VersionReader] = {}
         self._lock = threading.Lock()
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove the partial files of writers that died (a SIGKILLed worker leaves one)."""
+        for part in self.root.glob(".*.part"):
+            try:
+                pid = int(part.name.split(".")[1])
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                part.unlink(missing_ok=True)
+            except (ValueError, IndexError, PermissionError):
+                continue
 
     def path(self, digest: str) -> Path:
         if not digest.isalnum():
