@@ -102,6 +102,7 @@ class Bench:
         self.r = redis.Redis.from_url(self.redis_url)
         self.workdir = Path(tempfile.mkdtemp(prefix="madbwpu-bench-queue-"))
         self._ours_queue: Any = None
+        self.count_key = f"{self.prefix}-count"
 
     # ---- sides ------------------------------------------------------------------------------
 
@@ -125,11 +126,12 @@ class Bench:
 
         command = [
             str(BIN / "python"), "-m", "bench.peers.ours_worker", "--queue-url", self.ours_url(),
-            "--queue", queue, "--name", f"bench-{{i}}-{secrets.token_hex(2)}",
+            "--queue", queue, "--name", f"bench-{secrets.token_hex(2)}", "-p", str(processes),
             "--lease", str(self.args.lease), "--prefetch", str(prefetch),
             "--threads", str(threads), "--marks-url", self.redis_url,
+            "--ack-interval", str(self.args.ack_interval), "--count-key", self.count_key,
         ]  # fmt: skip
-        return Side("ours", {}, command, processes, enqueue, remaining, self.workdir / "ours.log")
+        return Side("ours", {}, command, 1, enqueue, remaining, self.workdir / "ours.log")
 
     def dramatiq(self, queue: str) -> Side:
         env = {"BENCH_REDIS_URL": self.redis_url, "BENCH_NAMESPACE": f"{self.prefix}-dramatiq"}
@@ -214,6 +216,16 @@ class Bench:
         finally:
             side.stop()
         total = now - t0
+        if name == "ours":
+            ran = int(self.r.getset(self.count_key, 0) or 0)
+            if ran < n:
+                say(f"  ours: only {ran} of {n} jobs ran, yet the queue looks drained")
+                return {
+                    "side": name,
+                    "jobs_per_s": None,
+                    "error": f"{ran}/{n} ran",
+                    "left": n - ran,
+                }
         steady = None
         if first is not None and now > first[0]:
             steady = first[1] / (now - first[0])
@@ -295,7 +307,10 @@ def main() -> None:
     parser.add_argument("--no-kill", action="store_true", help="skip the SIGKILL recovery part")
     parser.add_argument("--lease", type=float, default=10.0, help="our lease (s)")
     parser.add_argument("--prefetch", type=int, default=64, help="our jobs claimed per round trip")
-    parser.add_argument("--threads", type=int, default=1, help="our handler threads per process")
+    parser.add_argument("--threads", type=int, default=4, help="our handler threads per process")
+    parser.add_argument(
+        "--ack-interval", type=float, default=0.05, help="our batched-ack window (s), 0 = per job"
+    )
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     parser.add_argument("--redis-port", type=int, default=6379)
     parser.add_argument("--redis-db", type=int, default=11, help="Redis DB used only by the bench")
@@ -314,7 +329,8 @@ def main() -> None:
     load_before = load_average()
     print(f"queue bench: {args.jobs} no-op jobs, 2 worker processes, {args.rounds} rounds")
     print(f"redis {bench.redis_url}, key prefix {bench.prefix}; load average before {load_before}")
-    print(f"ours: Redis Streams + Worker, prefetch {args.prefetch}, threads {args.threads}; "
+    print(f"ours: Redis Streams + Worker, prefetch {args.prefetch}, threads {args.threads}, "
+          f"ack_interval {args.ack_interval} s; "
           "dramatiq -p 2 -t 8; celery -c 2 (prefork, defaults)")  # fmt: skip
     print(f"method: {METHOD}")
     runs: dict[str, list[dict[str, Any]]] = {s: [] for s in sides}
@@ -346,7 +362,12 @@ def main() -> None:
         "rounds": args.rounds,
         "processes": 2,
         "method": METHOD,
-        "ours_config": {"prefetch": args.prefetch, "threads": args.threads, "lease": args.lease},
+        "ours_config": {
+            "prefetch": args.prefetch,
+            "threads": args.threads,
+            "ack_interval": args.ack_interval,
+            "lease": args.lease,
+        },
         "versions": versions(),
         "load_before": load_before,
         "load_after": load_after,
