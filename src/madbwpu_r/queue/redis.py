@@ -53,7 +53,8 @@ local function push(q, prio, id, jk)
 end
 local function fenced(id, token)
   local jk = P .. ':job:' .. id
-  local cur = redis.call('HMGET', jk, 'claims', 'state', 'stream', 'entry', 'queue', 'priority')
+  local cur = redis.call('HMGET', jk, 'claims', 'state', 'stream', 'entry', 'queue', 'priority',
+    'consumer')
   if cur[1] ~= token or cur[2] ~= 'running' then return nil end
   return jk, cur
 end
@@ -155,6 +156,8 @@ for i = 2, #ARGV, 3 do
   local jk, cur = fenced(ARGV[i], ARGV[i + 1])
   if jk then
     redis.call('ZADD', P .. ':leases:' .. cur[5], 'XX', ARGV[i + 2], ARGV[i])
+    -- also reset the entry's idle time, so XPENDING shows live workers' entries as fresh
+    redis.call('XCLAIM', cur[3], 'w', cur[7], 0, cur[4], 'JUSTID')
     table.insert(out, 1)
   else
     table.insert(out, 0)
@@ -165,11 +168,19 @@ return out
 
 _COMPLETE = """
 local now, retention = ARGV[2], ARGV[3]
+-- list() covers the retention window: forget index entries whose hashes have expired
+local horizon = tostring(tonumber(now) - tonumber(retention))
+redis.call('ZREMRANGEBYSCORE', P .. ':index', '-inf', '(' .. horizon)
+local trimmed = {}
 local out = {}
 for i = 4, #ARGV, 3 do
   local jk, cur = fenced(ARGV[i], ARGV[i + 1])
   if jk then
     settle(cur, ARGV[i])
+    if not trimmed[cur[5]] then
+      trimmed[cur[5]] = true
+      redis.call('ZREMRANGEBYSCORE', P .. ':index:' .. cur[5], '-inf', '(' .. horizon)
+    end
     redis.call('HSET', jk, 'state', 'succeeded', 'updated_at', now)
     if ARGV[i + 2] ~= '' then redis.call('HSET', jk, 'result', ARGV[i + 2]) end
     redis.call('EXPIRE', jk, retention)
