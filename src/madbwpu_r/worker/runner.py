@@ -38,9 +38,11 @@ class Worker:
 
     prefetch: jobs claimed per round trip (held and heartbeated until run);
     concurrency: handler threads (1 = run inline in the calling thread);
-    ack_interval: successful jobs are acknowledged together, at the latest this many seconds
-    after the first of them finished (0 = one round trip per job). A crash inside that window
-    re-runs those jobs, which at-least-once handlers already tolerate.
+    ack_interval: successful jobs are acknowledged together in one round trip, once this many
+    seconds passed since the first of them finished (checked between jobs; 0 = ack each job)
+    or a full prefetch batch is done. They stay leased (heartbeated) until then; a crash in
+    that window re-runs them, which at-least-once handlers already tolerate.
+    queues: defaults to the handler names.
     """
 
     def __init__(
