@@ -14,6 +14,7 @@ from madbwpu_r.api import datasets, health, jobs
 from madbwpu_r.api.state import INGEST_QUEUE, ApiSettings, ApiState
 from madbwpu_r.problems import install_problem_handlers
 from madbwpu_r.queue.metrics import QueueCollector
+from madbwpu_r.worker.supervisor import read_status
 
 
 class MetricsMiddleware:
@@ -50,6 +51,14 @@ class MetricsMiddleware:
             self.latency.labels(name).observe(time.perf_counter() - start)
 
 
+def supervised_workers(state: ApiState) -> dict[str, int]:
+    """Workers per queue as the local supervisor last wrote them (none when it does not run)."""
+    status = read_status(state.paths.supervisor_status) or {}
+    if not status.get("running"):
+        return {}
+    return {queue: info["workers"] for queue, info in status.get("queues", {}).items()}
+
+
 def create_app(settings: ApiSettings) -> Starlette:
     state = ApiState(settings)
 
@@ -60,7 +69,9 @@ def create_app(settings: ApiSettings) -> Starlette:
 
     app = Starlette(routes=health.routes + datasets.routes + jobs.routes, lifespan=lifespan)
     registry = CollectorRegistry()
-    registry.register(QueueCollector(state.queue, [INGEST_QUEUE]))
+    registry.register(
+        QueueCollector(state.queue, [INGEST_QUEUE], workers=lambda: supervised_workers(state))
+    )
     app.state.api = state
     app.state.registry = registry
     install_problem_handlers(app)
