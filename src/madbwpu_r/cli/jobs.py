@@ -6,7 +6,6 @@ API is down, which is exactly when an operator needs them.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -240,7 +239,7 @@ def retry_job(
 
 
 def _supervisor(path: Path) -> tuple[dict[str, Any], str]:
-    from madbwpu_r.worker.supervisor import read_status
+    from madbwpu_r.worker.supervisor import pid_alive, read_status
 
     state = read_status(path)
     if state is None:
@@ -250,21 +249,9 @@ def _supervisor(path: Path) -> tuple[dict[str, Any], str]:
     interval = float(state.get("policy", {}).get("interval", 1.0))
     if not state.get("running"):
         return {}, f"supervisor: stopped (pid {pid}, {_ago(age)} ago)"
-    if not _pid_alive(pid) or age > max(15.0, 5 * interval):
+    if not pid_alive(pid) or age > max(15.0, 5 * interval):
         return {}, f"supervisor: not answering (pid {pid}, last update {_ago(age)} ago)"
     return state.get("queues", {}), f"supervisor: running, pid {pid}, updated {_ago(age)} ago"
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def status(

@@ -30,6 +30,7 @@ __all__ = [
     "ScalingPolicy",
     "Supervisor",
     "desired_workers",
+    "pid_alive",
     "read_status",
     "worker_counts_from_status",
 ]
@@ -387,7 +388,9 @@ def _stop_orphans(path: Path) -> None:
     only signalled if its command line is still exactly the one recorded for it.
     """
     state = read_status(path) or {}
-    if state.get("pid") == os.getpid() and state.get("running"):
+    owner = int(state.get("pid") or 0)
+    if owner == os.getpid() or (state.get("running") and pid_alive(owner)):
+        # Ours, or another live supervisor's: never take workers away from a running one.
         return
     for info in state.get("queues", {}).values():
         for pid, argv in (info.get("argv") or {}).items():
@@ -401,6 +404,18 @@ def _stop_orphans(path: Path) -> None:
                     os.kill(int(pid), signal.SIGTERM)
                 except ProcessLookupError:
                     pass
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _signal(popen: subprocess.Popen[bytes], signum: int) -> None:
