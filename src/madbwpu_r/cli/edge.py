@@ -77,6 +77,7 @@ def register(app: typer.Typer) -> None:
 
         from madbwpu_r.edge.app import create_app
         from madbwpu_r.edge.config import EdgeConfig
+        from madbwpu_r.edge.fastpath import protocol_class
         from madbwpu_r.logs import configure_logging
 
         host, port = parse_listen(listen)
@@ -97,7 +98,7 @@ def register(app: typer.Typer) -> None:
             create_app(config),
             host=host,
             port=port,
-            http=http.value,
+            http=protocol_class(http.value),
             loop=loop.value,
             access_log=False,
             server_header=False,
@@ -105,5 +106,6 @@ def register(app: typer.Typer) -> None:
             log_config=None,
             log_level=log_level.lower(),
             lifespan="on",
+            proxy_headers=False,
             backlog=4096,
         )

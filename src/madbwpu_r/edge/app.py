@@ -14,6 +14,7 @@ from madbwpu_r.edge import admin
 from madbwpu_r.edge.coalesce import ERROR, RELEASE, Coalescer, Fill
 from madbwpu_r.edge.config import EdgeConfig
 from madbwpu_r.edge.entry import KEEP_ON_UPDATE, Entry
+from madbwpu_r.edge.fastpath import SLOW_FIELDS
 from madbwpu_r.edge.origin import Origin, OriginError, RawHeaders, response_headers
 from madbwpu_r.edge.purge import Generations, PurgeMessage, Sequencer, url_key
 from madbwpu_r.edge.rules import (
@@ -62,6 +63,7 @@ class Outcome:
     error: str = ""
     hit_for_pass: bool = False
     revalidated: bool = False
+    origin_age: float | None = 0.0  # what the origin said: a fill's own response shows it as is
 
 
 def _fields(raw: RawHeaders) -> dict[bytes, bytes]:
@@ -141,6 +143,25 @@ class EdgeApp:
         await self.origin.aclose()
 
     # ----------------------------------------------------------------- reads (GET, HEAD)
+    def fast_hit(self, url: bytes, headers: RawHeaders) -> bytes | None:
+        """The whole response for a plain fresh hit, else None (see fastpath.py)."""
+        group = self.store.groups.get(url)
+        if group is None:
+            return None
+        for name, _ in headers:
+            if name in SLOW_FIELDS:
+                return None
+        vary, variants = group
+        entry = variants.get(secondary_key(vary, _fields(headers)) if vary else ())
+        if entry is None or entry.policy.no_cache:
+            return None
+        age = entry.initial_age + (time() - entry.response_time)
+        if age >= entry.lifetime:
+            return None
+        self.store.lru.move_to_end(entry)
+        self.stats.hits += 1
+        return entry.wire(age)
+
     async def _read(self, scope: Scope, receive: Any, send: Any, method: str) -> None:
         primary: bytes = scope.get("raw_path") or scope["path"].encode()
         query: bytes = scope["query_string"]
@@ -336,8 +357,10 @@ class EdgeApp:
             entry = outcome.entry
             assert entry is not None
             if outcome.shareable:
-                x_cache = X_REVALIDATED if outcome.revalidated else X_MISS
-                await self._serve(send, entry, req, entry.age(time()), method, x_cache)
+                if outcome.revalidated:
+                    await self._serve(send, entry, req, entry.age(time()), method, X_REVALIDATED)
+                else:
+                    await self._serve(send, entry, req, outcome.origin_age, method, X_MISS)
             else:
                 await self._serve(send, entry, req, None, method, X_PASS)
             return
@@ -405,6 +428,10 @@ class EdgeApp:
             )
             return Outcome("error", error=str(exc))
         response_time = time()
+        if not 100 <= response.status_code <= 599:
+            await response.aclose()
+            self.stats.origin_errors += 1
+            return Outcome("error", error=f"origin sent invalid status {response.status_code}")
         kept, fields = response_headers(response)
         if b"date" not in fields:
             date = http_date(response_time).encode()
@@ -476,7 +503,14 @@ class EdgeApp:
         if not self.generations.purged_since(start, primary, entry.tags):
             stored = self.store.insert(entry)
             self.coalescer.clear_pass(primary)
-        return Outcome("entry", entry=entry, shareable=True, stored=stored)
+        origin_age = delta_seconds(fields[b"age"].decode("latin-1")) if b"age" in fields else 0
+        return Outcome(
+            "entry",
+            entry=entry,
+            shareable=True,
+            stored=stored,
+            origin_age=None if origin_age is None else float(origin_age),
+        )
 
     def _refreshed(
         self,
@@ -590,6 +624,12 @@ class EdgeApp:
         except OriginError as exc:
             self.stats.origin_errors += 1
             await problem_response(502, detail=f"The origin could not be reached ({exc}).")(
+                scope, receive, send
+            )
+            return None
+        if not 100 <= response.status_code <= 599:
+            await response.aclose()
+            await problem_response(502, detail="The origin sent an invalid status code.")(
                 scope, receive, send
             )
             return None

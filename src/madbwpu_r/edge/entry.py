@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from madbwpu_r.edge.rules import Headers, Policy, etag_matches, parse_http_date
 
 # Fields never stored or forwarded as-is: hop-by-hop (RFC 9110 7.6.1) plus those the edge computes.
@@ -18,7 +20,7 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-COMPUTED = frozenset({b"content-length", b"age", b"x-cache"})
+COMPUTED = frozenset({b"content-length", b"age", b"x-cache", b"surrogate-control"})
 # RFC 9110 15.4.5: what a 304 carries (plus caching-relevant extras).
 NOT_MODIFIED_FIELDS = frozenset(
     {
@@ -33,7 +35,10 @@ NOT_MODIFIED_FIELDS = frozenset(
     }
 )
 # RFC 9111 3.2: fields a 304 must not overwrite in the stored response.
-KEEP_ON_UPDATE = frozenset({b"content-length", b"content-encoding", b"content-range"})
+# ETag/Content-MD5 describe the stored body, which a 304 does not replace.
+KEEP_ON_UPDATE = frozenset(
+    {b"content-length", b"content-encoding", b"content-range", b"etag", b"content-md5"}
+)
 
 ENTRY_OVERHEAD = 256
 
@@ -49,6 +54,7 @@ class Entry:
         "body",
         "send_headers",
         "headers_304",
+        "wire_head",
         "body_message",
         "size",
         "response_time",
@@ -96,10 +102,17 @@ class Entry:
         )
         self.send_headers = [*headers, (b"content-length", b"%d" % len(body))]
         self.headers_304 = [h for h in headers if h[0] in NOT_MODIFIED_FIELDS]
+        self.wire_head = _status_line(status) + b"".join(
+            n + b": " + v + b"\r\n" for n, v in self.send_headers
+        )
         self.body_message = {"type": "http.response.body", "body": body, "more_body": False}
         self.size = (
             len(body) + sum(len(n) + len(v) + 4 for n, v in headers) + len(primary) + ENTRY_OVERHEAD
         )
+
+    def wire(self, age: float) -> bytes:
+        """The whole HTTP/1.1 hit response, for the fast path."""
+        return b"".join((self.wire_head, b"age: %d\r\nx-cache: HIT\r\n\r\n" % age, self.body))
 
     def age(self, now: float) -> float:
         return self.initial_age + (now - self.response_time)
@@ -120,3 +133,11 @@ class Entry:
             since = parse_http_date(ims)
             return since is not None and self.validator_date <= since
         return False
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode())

@@ -88,7 +88,7 @@ class Origin:
             if name == b"x-forwarded-for":
                 forwarded_for = value + b", "
                 continue
-            out.append((name, value))
+            out.append((name, value.strip()))
         out.append((b"host", self.host))
         if client:
             out.append((b"x-forwarded-for", forwarded_for + client[0].encode()))

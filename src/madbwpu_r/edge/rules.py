@@ -36,6 +36,17 @@ STORABLE_STATUSES = HEURISTIC_STATUSES | frozenset(
     }
 )
 ERROR_STATUSES = frozenset({500, 502, 503, 504})
+_SURROGATE_OVERRIDES = frozenset(
+    {
+        "no-store",
+        "private",
+        "no-cache",
+        "max-age",
+        "s-maxage",
+        "must-revalidate",
+        "proxy-revalidate",
+    }
+)
 
 
 def parse_cache_control(value: bytes | str | None) -> dict[str, str | None]:
@@ -146,6 +157,14 @@ def response_policy(
 ) -> Policy:
     """RFC 9111 section 3 (storing) and 4.2.1/4.2.2 (freshness) for a shared cache."""
     cc = parse_cache_control(headers.get(b"cache-control"))
+    surrogate = parse_cache_control(headers.get(b"surrogate-control"))
+    if "max-age" in surrogate:
+        # Edge Architecture 1.0: Surrogate-Control speaks to us and wins over Cache-Control.
+        cc = {k: v for k, v in cc.items() if k not in _SURROGATE_OVERRIDES}
+        cc["s-maxage"] = surrogate["max-age"]
+        for name in ("stale-while-revalidate", "stale-if-error"):
+            if name in surrogate:
+                cc[name] = surrogate[name]
     lifetime = freshness_lifetime(
         cc, headers, status, heuristic_fraction, heuristic_max, response_time
     )
@@ -159,6 +178,8 @@ def response_policy(
         reason = "method"
     elif status not in STORABLE_STATUSES:
         reason = "status"
+    elif "no-store" in surrogate:
+        reason = "surrogate-no-store"
     elif "no-store" in cc or "no-store" in request_cc:
         reason = "no-store"
     elif "private" in cc and not cc["private"]:
@@ -224,7 +245,12 @@ def freshness_lifetime(
 
 def corrected_initial_age(headers: Headers, request_time: float, response_time: float) -> float:
     """RFC 9111 4.2.3."""
-    age_value = float(delta_seconds(_text(headers.get(b"age"))) or 0)
+    raw_age = headers.get(b"age")
+    age_value = 0.0
+    if raw_age is not None:
+        parsed = delta_seconds(_text(raw_age))
+        # An Age we cannot parse (list, float, negative) must not make a response look fresh.
+        age_value = float(parsed) if parsed is not None else float(2**31)
     date = parse_http_date(headers.get(b"date"))
     apparent_age = max(0.0, response_time - date) if date is not None else 0.0
     response_delay = max(0.0, response_time - request_time)

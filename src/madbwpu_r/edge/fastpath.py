@@ -1,0 +1,68 @@
+"""Fresh hits answered inside uvicorn's httptools protocol, before any ASGI task exists.
+
+A hit is the product: for it we skip building the ASGI scope, the per-request task and the
+send() round trips, and write one pre-encoded buffer. Anything unusual (a conditional or
+Cache-Control request header, HTTP/1.0, pipelining, back-pressure, a stale entry) takes the
+ordinary ASGI path, which implements the full rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# Request fields whose presence needs the full rules (conditionals, request directives, ranges).
+SLOW_FIELDS = frozenset(
+    {
+        b"cache-control",
+        b"pragma",
+        b"if-none-match",
+        b"if-modified-since",
+        b"range",
+        b"if-range",
+        b"if-match",
+        b"if-unmodified-since",
+        b"connection",
+        b"expect",
+    }
+)
+
+
+class FastHitProtocol(HttpToolsProtocol):
+    _fast_done = False
+
+    def on_headers_complete(self) -> None:
+        fast_hit = getattr(self.app, "fast_hit", None)
+        parser = self.parser
+        if (
+            fast_hit is not None
+            and parser.get_method() == b"GET"
+            and parser.get_http_version() == "1.1"
+            and (self.cycle is None or self.cycle.response_complete)
+            and not self.pipeline
+            and not self.flow.write_paused
+        ):
+            data = fast_hit(self.url, self.headers)
+            if data is not None:
+                self._fast_done = True
+                self.transport.write(data)
+                return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self._fast_done:
+            return
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._fast_done:
+            self._fast_done = False
+            self.on_response_complete()
+            return
+        super().on_message_complete()
+
+
+def protocol_class(name: str) -> Any:
+    """`httptools` gets the fast hit path; `h11` stays uvicorn's own protocol."""
+    return FastHitProtocol if name == "httptools" else name
