@@ -405,7 +405,8 @@ class EdgeApp:
             return await self._fetch_inner(primary, req, rcc, stale, start, headers)
         finally:
             self.coalescer.live -= 1
-            if self.coalescer.live == 0 and not self.coalescer.fills:
+            if self.coalescer.live == 0:
+                # No fetch that began before a recorded purge is left to be judged by it.
                 self.generations.forget()
 
     async def _fetch_inner(

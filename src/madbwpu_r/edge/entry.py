@@ -106,8 +106,13 @@ class Entry:
             n + b": " + v + b"\r\n" for n, v in self.send_headers
         )
         self.body_message = {"type": "http.response.body", "body": body, "more_body": False}
+        # Counted as held: the body, the header list and its pre-encoded copy, the key.
         self.size = (
-            len(body) + sum(len(n) + len(v) + 4 for n, v in headers) + len(primary) + ENTRY_OVERHEAD
+            len(body)
+            + sum(len(n) + len(v) + 4 for n, v in headers)
+            + len(self.wire_head)
+            + len(primary)
+            + ENTRY_OVERHEAD
         )
 
     def wire(self, age: float) -> bytes:

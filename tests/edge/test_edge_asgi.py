@@ -1,0 +1,181 @@
+"""The edge app in process (httpx over ASGI, the test origin in process too): request rules."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+
+import httpx
+import origin_app
+
+from madbwpu_r.edge import EdgeConfig, create_app
+from madbwpu_r.edge.rules import http_date
+
+Scenario = Callable[[httpx.AsyncClient, str], Awaitable[None]]
+
+
+def run(scenario: Scenario, **config) -> None:
+    async def main() -> None:
+        edge = create_app(
+            EdgeConfig(origin="http://origin.test", purge_token="t", **config),
+            transport=httpx.ASGITransport(app=origin_app.app),
+        )
+        transport = httpx.ASGITransport(app=edge, client=("10.0.0.1", 1234))
+        async with httpx.AsyncClient(transport=transport, base_url="http://edge.test") as client:
+            await scenario(client, f"/p/{uuid.uuid4().hex[:10]}")
+        await edge.shutdown()
+
+    asyncio.run(main())
+
+
+def route(path: str, **config) -> None:
+    origin_app.ROUTES[path] = config
+
+
+def test_hit_miss_and_head_through_the_asgi_path():
+    async def scenario(client: httpx.AsyncClient, path: str) -> None:
+        route(path, headers={"Cache-Control": "max-age=60"})
+        first, second = await client.get(path), await client.get(path)
+        assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
+        assert first.text == second.text == f"body of {path} #1"
+        assert "age" in second.headers
+        head = await client.head(path)
+        assert head.headers["x-cache"] == "HIT" and head.content == b""
+        forwarded = origin_app.LAST_HEADERS[path]
+        assert forwarded["host"] == "origin.test"
+        assert forwarded["x-forwarded-for"] == "10.0.0.1"
+        assert "if-none-match" not in forwarded
+
+    run(scenario)
+
+
+def test_request_directives():
+    async def scenario(client: httpx.AsyncClient, path: str) -> None:
+        route(path, headers={"Cache-Control": "max-age=60"})
+        await client.get(path)
+        assert (await client.get(path, headers={"Cache-Control": "no-cache"})).headers[
+            "x-cache"
+        ] == "MISS"
+        assert (await client.get(path, headers={"Pragma": "no-cache"})).headers["x-cache"] == "MISS"
+        assert (await client.get(path, headers={"Cache-Control": "max-age=1000"})).headers[
+            "x-cache"
+        ] == "HIT"
+        assert (await client.get(path, headers={"Cache-Control": "min-fresh=120"})).headers[
+            "x-cache"
+        ] == "MISS"
+        missing = await client.get(path + "/none", headers={"Cache-Control": "only-if-cached"})
+        assert missing.status_code == 504
+        no_store = await client.get(path + "/ns", headers={"Cache-Control": "no-store"})
+        assert no_store.headers["x-cache"] == "PASS"
+        assert (await client.get(path + "/ns")).headers["x-cache"] == "MISS"
+
+    run(scenario)
+
+
+def test_max_stale_serves_stale_unless_forbidden():
+    async def scenario(client: httpx.AsyncClient, path: str) -> None:
+        route(path, headers={"Cache-Control": "max-age=0"})
+        route(path + "/mr", headers={"Cache-Control": "max-age=0, must-revalidate"})
+        await client.get(path), await client.get(path + "/mr")
+        stale = await client.get(path, headers={"Cache-Control": "max-stale=60"})
+        assert stale.headers["x-cache"] == "STALE"
+        strict = await client.get(path + "/mr", headers={"Cache-Control": "max-stale"})
+        assert strict.headers["x-cache"] == "MISS"
+
+    run(scenario)
+
+
+def test_authorization_private_no_store_and_heuristics():
+    async def scenario(client: httpx.AsyncClient, path: str) -> None:
+        auth = {"Authorization": "Bearer user"}
+        route(path + "/a", headers={"Cache-Control": "max-age=60"})
+        route(path + "/pub", headers={"Cache-Control": "public, max-age=60"})
+        route(path + "/priv", headers={"Cache-Control": "private, max-age=60"})
+        route(path + "/ns", headers={"Cache-Control": "no-store"})
+        route(path + "/lm", headers={"Last-Modified": http_date(0)})
+        route(path + "/none", headers={})
+        await client.get(path + "/a", headers=auth)
+        assert (await client.get(path + "/a", headers=auth)).headers["x-cache"] != "HIT"
+        await client.get(path + "/pub", headers=auth)
+        assert (await client.get(path + "/pub", headers=auth)).headers["x-cache"] == "HIT"
+        for suffix in ("/priv", "/ns"):
+            await client.get(path + suffix)
+            assert (await client.get(path + suffix)).headers["x-cache"] == "PASS"
+        await client.get(path + "/lm")
+        assert (await client.get(path + "/lm")).headers["x-cache"] == "HIT"
+        await client.get(path + "/none")
+        assert (await client.get(path + "/none")).headers["x-cache"] != "HIT"
+
+    run(scenario)
+
+
+def test_coalescing_in_process_and_the_purge_race():
+    async def scenario(client: httpx.AsyncClient, path: str) -> None:
+        route(
+            path,
+            delay=0.3,
+            body="old",
+            headers={"Cache-Control": "max-age=60", "Surrogate-Key": "tag-" + path},
+        )
+        responses = await asyncio.gather(*(client.get(path) for _ in range(20)))
+        assert origin_app.COUNTS[path] == 1
+        assert {r.text for r in responses} == {"old"}
+        # Soft purge: stale now; without stale-while-revalidate the next request refetches.
+        purge = await client.post(
+            "/_edge/purge",
+            json={"keys": ["tag-" + path], "soft": True},
+            headers={"Authorization": "Bearer t"},
+        )
+        assert purge.json()["purged"] == 1
+        route(
+            path,
+            delay=0.3,
+            body="new",
+            headers={"Cache-Control": "max-age=60", "Surrogate-Key": "tag-" + path},
+        )
+        slow = asyncio.ensure_future(client.get(path))
+        while origin_app.COUNTS[path] < 2:
+            await asyncio.sleep(0.01)
+        await client.post(
+            "/_edge/purge", json={"urls": [path]}, headers={"Authorization": "Bearer t"}
+        )
+        route(path, body="newest", headers={"Cache-Control": "max-age=60"})
+        assert (await client.get(path)).text == "newest"
+        assert (await slow).text == "new"
+        assert (await client.get(path)).text == "newest"
+
+    run(scenario)
+
+
+def test_admin_endpoints():
+    async def scenario(client: httpx.AsyncClient, path: str) -> None:
+        assert (await client.get("/healthz")).json() == {"status": "ok", "edge": "edge"}
+        assert (await client.get("/_edge/purge")).status_code == 405
+        assert (await client.get("/_edge/nothing")).status_code == 404
+        assert (
+            await client.post(
+                "/_edge/purge", content=b"{not json", headers={"Authorization": "Bearer t"}
+            )
+        ).status_code == 400
+        metrics = (await client.get("/metrics")).text
+        assert "madbwpu_edge_hits_total" in metrics and "madbwpu_edge_bytes" in metrics
+        stats = (await client.get("/_edge/stats")).json()
+        assert stats["max_bytes"] == 1234567
+
+    run(scenario, max_bytes=1234567)
+
+
+def test_no_purge_token_means_purges_are_refused():
+    async def main() -> None:
+        edge = create_app(EdgeConfig(origin="http://origin.test"))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=edge), base_url="http://e"
+        ) as client:
+            refused = await client.post(
+                "/_edge/purge", json={"keys": ["a"]}, headers={"Authorization": "Bearer "}
+            )
+            assert refused.status_code == 401
+            assert "no purge token" in refused.json()["detail"]
+
+    asyncio.run(main())
