@@ -26,7 +26,11 @@ def command_paths() -> list[str]:
 
 
 def test_every_command_is_documented():
-    missing = [p for p in command_paths() if f"madbwpu-r {p.split()[0]}" not in README or p.split()[-1] not in README]
+    missing = [
+        p
+        for p in command_paths()
+        if f"madbwpu-r {p.split()[0]}" not in README or p.split()[-1] not in README
+    ]
     assert not missing, f"README does not document: {missing}"
 
 

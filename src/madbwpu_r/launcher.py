@@ -6,6 +6,7 @@ Supervisor. Ports are kept from the previous run when they are still free, so UR
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -31,6 +33,32 @@ from madbwpu_r.worker.supervisor import ScalingPolicy, Supervisor
 log = logging.getLogger(__name__)
 
 CLI = [sys.executable, "-m", "madbwpu_r"]
+
+
+def project_id(data_dir: Path) -> str:
+    """Names a project's keys on a shared server, so that projects can live side by side."""
+    return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:10]
+
+
+def env_queue_url(base: str | None, env: str, paths: EnvPaths) -> str:
+    """One queue per environment: its SQLite file, or a Redis key prefix / PostgreSQL schema."""
+    if not base:
+        return paths.default_queue_url
+    parts = urlsplit(base)
+    query = dict(parse_qsl(parts.query))
+    project = project_id(paths.data_dir)
+    if parts.scheme.startswith("redis"):
+        query["prefix"] = f"{query.get('prefix', 'madbwpu-r')}-{project}-{env}"
+    elif parts.scheme.startswith("postgres"):
+        query["schema"] = f"{query.get('schema', 'madbwpu_r')}_{project}_{env}"
+    else:
+        raise ValueError(f"--queue-url must be a redis:// or postgresql:// URL, not {base!r}")
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def purge_channel(data_dir: Path, env: str) -> str:
+    """Each environment's edges listen on their own channel: another's purges are not theirs."""
+    return f"madbwpu-r:{project_id(data_dir)}:{env}:edge:purge"
 
 
 def free_port(host: str, preferred: int | None = None) -> int:
@@ -86,6 +114,9 @@ class Stack:
     environments: tuple[str, ...] = ENVIRONMENTS
     min_workers: int = 1
     max_workers: int = 4
+    edges: int = 1
+    queue_url: str | None = None
+    redis_url: str | None = None
     children: list[Child] = field(default_factory=list)
     supervisors: list[Supervisor] = field(default_factory=list)
     endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -97,7 +128,11 @@ class Stack:
 
             old = orjson.loads(endpoints_path(self.data_dir).read_bytes())
             return {
-                env: {tier: int(url.rsplit(":", 1)[1]) for tier, url in urls.items()}
+                env: {
+                    f"edge{i}": int(url.rsplit(":", 1)[1])
+                    for i, url in enumerate(urls.get("edges") or [urls["edge"]])
+                }
+                | {"api": int(urls["api"].rsplit(":", 1)[1])}
                 for env, urls in old.items()
             }
         except (OSError, ValueError, KeyError, IndexError, AttributeError):
@@ -113,39 +148,54 @@ class Stack:
             paths = EnvPaths(self.data_dir.resolve(), env).ensure()
             ports = previous.get(env, {})
             api_port = free_port(self.host, ports.get("api"))
-            edge_port = free_port(self.host, ports.get("edge"))
             api_url = f"http://{self.host}:{api_port}"
-            edge_url = f"http://{self.host}:{edge_port}"
-            common = ["--data-dir", str(paths.data_dir), "--env", env]
-            api = Child(
-                f"{env}-api",
-                CLI + ["api", *common, "--listen", f"{self.host}:{api_port}", "--edge", edge_url],
-                base_env,
+            edge_ports = [free_port(self.host, ports.get(f"edge{i}")) for i in range(self.edges)]
+            edge_urls = [f"http://{self.host}:{port}" for port in edge_ports]
+            queue_url = env_queue_url(self.queue_url, env, paths)
+            common = ["--data-dir", str(paths.data_dir), "--env", env, "--queue-url", queue_url]
+            pubsub = (
+                [
+                    "--redis-url",
+                    self.redis_url,
+                    "--redis-channel",
+                    purge_channel(paths.data_dir, env),
+                ]
+                if self.redis_url
+                else []
             )
+            api_argv = CLI + ["api", *common, "--listen", f"{self.host}:{api_port}", *pubsub]
+            for url in edge_urls:
+                api_argv += ["--edge", url]
+            self.children.append(Child(f"{env}-api", api_argv, base_env))
             edge_env = dict(base_env, MADBWPU_R_PURGE_TOKEN=secrets["purge_token"])
-            edge = Child(
-                f"{env}-edge",
-                CLI + ["edge", "--origin", api_url, "--listen", f"{self.host}:{edge_port}"],
-                edge_env,
-            )
-            for child in (api, edge):
-                child.start()
-                self.children.append(child)
+            for i, port in enumerate(edge_ports):
+                argv = CLI + ["edge", "--origin", api_url, "--listen", f"{self.host}:{port}"]
+                argv += ["--name", f"{env}-edge-{i}", *pubsub]
+                self.children.append(Child(f"{env}-edge-{i}", argv, edge_env))
             supervisor = Supervisor(
-                paths.default_queue_url,
+                queue_url,
                 ["ingest"],
                 CLI + ["worker", *common, "--api", api_url, "--name", f"{env}-{{name}}"],
                 env=base_env,
                 policy=ScalingPolicy(min_workers=self.min_workers, max_workers=self.max_workers),
                 status_path=paths.supervisor_status,
             )
-            supervisor.start()
             self.supervisors.append(supervisor)
-            self.endpoints[env] = {"edge": edge_url, "api": api_url}
+            self.endpoints[env] = {"edge": edge_urls[0], "api": api_url}
+            if self.edges > 1:
+                self.endpoints[env]["edges"] = edge_urls  # type: ignore[assignment]
+        for child in self.children:
+            child.start()
+        for supervisor in self.supervisors:
+            supervisor.start()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        urls = [url for tiers in self.endpoints.values() for url in tiers.values()]
+        urls = [
+            url
+            for tiers in self.endpoints.values()
+            for url in [tiers["api"], *tiers.get("edges", [tiers["edge"]])]
+        ]
         with httpx.Client(timeout=2.0) as client:
             for url in urls:
                 while True:
@@ -156,7 +206,9 @@ class Stack:
                         pass
                     dead = [c.name for c in self.children if not c.alive()]
                     if dead:
-                        raise RuntimeError(f"{', '.join(dead)} exited during start-up; see its log above")
+                        raise RuntimeError(
+                            f"{', '.join(dead)} exited during start-up; see its log above"
+                        )
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"{url} did not become ready within {timeout:.0f}s")
                     time.sleep(0.1)

@@ -64,7 +64,9 @@ def problem_response(
     body.update(extra)
     all_headers = {"Cache-Control": "no-store"}
     all_headers.update(headers or {})
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=all_headers)
+    return JSONResponse(
+        body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=all_headers
+    )
 
 
 async def _problem_error(request: Request, exc: Exception) -> Response:

@@ -24,12 +24,21 @@ class ApiHarness:
         self.client = TestClient(self.app, raise_server_exceptions=False)
         self.state = self.app.state.api
         worker_client = TestClient(self.app)
-        self.handler = IngestHandler(self.settings.paths, ApiClient("", TOKENS["worker_token"], client=worker_client))
+        self.handler = IngestHandler(
+            self.settings.paths, ApiClient("", TOKENS["worker_token"], client=worker_client)
+        )
         self.worker = Worker(
-            self.state.queue, {"ingest": self.handler}, ["ingest"], lease=5, name="test", install_signals=False
+            self.state.queue,
+            {"ingest": self.handler},
+            ["ingest"],
+            lease=5,
+            name="test",
+            install_signals=False,
         )
 
-    def ingest(self, name: str, body: bytes, token: str | None = TOKENS["write_token"], **headers: str):
+    def ingest(
+        self, name: str, body: bytes, token: str | None = TOKENS["write_token"], **headers: str
+    ):
         all_headers = {"Content-Type": "text/csv", **headers}
         if token:
             all_headers["Authorization"] = f"Bearer {token}"

@@ -52,9 +52,13 @@ def test_same_content_gives_the_same_digest(api):
 def test_conditional_read_answers_304(api):
     api.ingest_and_run("people", PEOPLE)
     first = api.client.get("/v1/datasets/people/rows?_limit=2")
-    again = api.client.get("/v1/datasets/people/rows?_limit=2", headers={"If-None-Match": first.headers["etag"]})
+    again = api.client.get(
+        "/v1/datasets/people/rows?_limit=2", headers={"If-None-Match": first.headers["etag"]}
+    )
     assert again.status_code == 304 and again.content == b""
-    other = api.client.get("/v1/datasets/people/rows?_limit=3", headers={"If-None-Match": first.headers["etag"]})
+    other = api.client.get(
+        "/v1/datasets/people/rows?_limit=3", headers={"If-None-Match": first.headers["etag"]}
+    )
     assert other.status_code == 200
 
 
@@ -82,7 +86,11 @@ def test_pinned_version_is_immutable(api):
 
 def test_malformed_csv_fails_its_job_and_keeps_the_previous_version(api):
     good = api.ingest_and_run("people", PEOPLE)
-    for body, line in [(b"id,name\n1,a\n2\n", "line 3"), (b"", "line 1"), (b"id\n\xff\n", "line 2")]:
+    for body, line in [
+        (b"id,name\n1,a\n2\n", "line 3"),
+        (b"", "line 1"),
+        (b"id\n\xff\n", "line 2"),
+    ]:
         job = api.ingest_and_run("people", body)
         assert job["status"] == "failed"
         assert line in job["error"], job
@@ -101,17 +109,25 @@ def test_writes_need_the_write_token(api):
 
 def test_bad_requests_are_problems_and_change_nothing(api):
     assert_problem(api.ingest("bad name!", PEOPLE), 400, "not a valid dataset name")
-    assert_problem(api.ingest("people", PEOPLE, **{"Content-Type": "application/json"}), 415, "text/csv")
+    assert_problem(
+        api.ingest("people", PEOPLE, **{"Content-Type": "application/json"}), 415, "text/csv"
+    )
     assert_problem(api.client.get("/v1/datasets/nope/rows"), 404, "no dataset named 'nope'")
     assert_problem(api.client.get("/v1/jobs/nope"), 404)
     api.ingest_and_run("people", PEOPLE)
     assert_problem(api.client.get("/v1/datasets/people/rows?_limit=abc"), 400, "_limit")
     assert_problem(api.client.get("/v1/datasets/people/rows?_limit=0"), 400, "between")
-    assert_problem(api.client.get("/v1/datasets/people/rows?height=3"), 400, "unknown column 'height'")
+    assert_problem(
+        api.client.get("/v1/datasets/people/rows?height=3"), 400, "unknown column 'height'"
+    )
     assert_problem(api.client.get("/v1/datasets/people/rows?age=old"), 400, "not a valid integer")
-    assert_problem(api.client.get("/v1/datasets/people/rows?age__like=3"), 400, "unknown filter operator")
+    assert_problem(
+        api.client.get("/v1/datasets/people/rows?age__like=3"), 400, "unknown filter operator"
+    )
     assert_problem(api.client.get("/v1/datasets/people/rows?_after=%%%"), 400, "cursor")
-    assert_problem(api.client.get("/v1/datasets/people/rows?_frobnicate=1"), 400, "unknown parameter")
+    assert_problem(
+        api.client.get("/v1/datasets/people/rows?_frobnicate=1"), 400, "unknown parameter"
+    )
     assert_problem(api.client.get("/v1/datasets/people/rows?_version=abc"), 404, "no version")
     assert_problem(api.client.delete("/v1/datasets/people/rows"), 405)
     assert api.state.queue.depth("ingest").ready == 0
@@ -132,8 +148,15 @@ def test_version_events_apply_once_and_need_the_worker_token(api):
     url = f"/v1/internal/jobs/{job['id']}/events"
     event = {"attempt": 2, "kind": "version", "version": version}
     assert_problem(api.client.post(url, json=event), 401)
-    assert_problem(api.client.post(url, json=event, headers={"Authorization": f"Bearer {TOKENS['write_token']}"}), 403)
-    again = api.client.post(url, json=event, headers={"Authorization": f"Bearer {TOKENS['worker_token']}"})
+    assert_problem(
+        api.client.post(
+            url, json=event, headers={"Authorization": f"Bearer {TOKENS['write_token']}"}
+        ),
+        403,
+    )
+    again = api.client.post(
+        url, json=event, headers={"Authorization": f"Bearer {TOKENS['worker_token']}"}
+    )
     assert again.status_code == 200 and again.json()["applied"] is False
     assert len(api.client.get("/v1/datasets/people/versions").json()["versions"]) == 1
 

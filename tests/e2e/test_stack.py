@@ -14,17 +14,18 @@ import httpx
 import orjson
 import pytest
 
+CLI = [sys.executable, "-m", "madbwpu_r"]
 ROWS_ROUTE = 'route="/v1/datasets/{name}/rows"'
 
 
 class Running:
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, *extra: str):
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log = data_dir.parent / "up.log"
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "madbwpu_r", "up", "--data-dir", str(data_dir), "--max-workers", "2"],
+                [*CLI, "up", "--data-dir", str(data_dir), "--max-workers", "2", *extra],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 process_group=0,
@@ -47,7 +48,9 @@ class Running:
     def ingest(self, env: str, name: str, body: bytes) -> dict:
         api = self.endpoints[env]["api"]
         accepted = self.http.post(
-            f"{api}/v1/datasets/{name}/ingest", content=body, headers={**self.write, "Content-Type": "text/csv"}
+            f"{api}/v1/datasets/{name}/ingest",
+            content=body,
+            headers={**self.write, "Content-Type": "text/csv"},
         )
         assert accepted.status_code == 202, accepted.text
         assert accepted.json()["status_url"].startswith(api)
@@ -151,7 +154,9 @@ def test_purge_needs_the_credential(stack):
     stack.ingest("staging", "guarded", b"id\n1\n")
     stack.http.get(f"{edge}/v1/datasets/guarded/rows")
     for headers in ({}, {"Authorization": "Bearer wrong"}):
-        refused = stack.http.post(f"{edge}/_edge/purge", json={"keys": ["dataset:guarded"]}, headers=headers)
+        refused = stack.http.post(
+            f"{edge}/_edge/purge", json={"keys": ["dataset:guarded"]}, headers=headers
+        )
         assert refused.status_code in (401, 403)
         assert refused.headers["content-type"].startswith("application/problem+json")
     assert stack.http.get(f"{edge}/v1/datasets/guarded/rows").headers["x-cache"] == "HIT"
@@ -169,8 +174,11 @@ def test_cli_ingest_and_restart_keeps_data(stack, tmp_path):
     csv.write_text("id,name\n1,ann\n")
     cli = [sys.executable, "-m", "madbwpu_r"]
     done = subprocess.run(
-        cli + ["ingest", "from-cli", str(csv), "--env", "staging", "--data-dir", str(stack.data_dir)],
-        capture_output=True, text=True, timeout=120,
+        cli
+        + ["ingest", "from-cli", str(csv), "--env", "staging", "--data-dir", str(stack.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "now version" in done.stderr
@@ -178,7 +186,9 @@ def test_cli_ingest_and_restart_keeps_data(stack, tmp_path):
     bad.write_text("id,name\n1\n")
     failed = subprocess.run(
         cli + ["ingest", "from-cli", str(bad), "--data-dir", str(stack.data_dir)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert failed.returncode == 1 and "line 2" in failed.stderr
     assert "Traceback" not in failed.stderr

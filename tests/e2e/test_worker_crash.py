@@ -76,7 +76,9 @@ def test_sigkilled_worker_job_is_rerun_and_applied_once(tmp_path):
         last = http.get(f"{api}/v1/datasets/big/rows?_sort=-id&_limit=1").json()["rows"]
         assert last == [{"id": rows - 1, "name": f"name-{rows - 1}", "score": rows - 1 + 0.5}]
         # The killed attempt's partial file was swept; only the one version is left.
-        assert [p.name for p in (data / "staging" / "versions").iterdir()] == [f"{job['version']}.sqlite"]
+        assert [p.name for p in (data / "staging" / "versions").iterdir()] == [
+            f"{job['version']}.sqlite"
+        ]
     finally:
         http.close()
         for proc in procs:

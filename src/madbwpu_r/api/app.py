@@ -77,5 +77,3 @@ def create_app(settings: ApiSettings) -> Starlette:
     install_problem_handlers(app)
     app.add_middleware(MetricsMiddleware, registry=registry)
     return app
-
-

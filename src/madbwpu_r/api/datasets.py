@@ -61,12 +61,20 @@ def _cached(request: Request, body: object, etag: str, cache_control: str, keys:
 def list_datasets(request: Request) -> Response:
     state = _state(request)
     items = [
-        {"name": d.name, "versions": d.versions, "current": d.current.to_json() if d.current else None}
+        {
+            "name": d.name,
+            "versions": d.versions,
+            "current": d.current.to_json() if d.current else None,
+        }
         for d in state.store.datasets()
     ]
-    state_tag = ",".join(f"{d['name']}={d['current']['digest'] if d['current'] else ''}" for d in items)
+    state_tag = ",".join(
+        f"{d['name']}={d['current']['digest'] if d['current'] else ''}" for d in items
+    )
     keys = " ".join(["datasets"] + [f"dataset:{d['name']}" for d in items])
-    return _cached(request, {"datasets": items}, etag_for("datasets", state_tag), CURRENT_CACHE_CONTROL, keys)
+    return _cached(
+        request, {"datasets": items}, etag_for("datasets", state_tag), CURRENT_CACHE_CONTROL, keys
+    )
 
 
 def get_dataset(request: Request) -> Response:
@@ -74,7 +82,11 @@ def get_dataset(request: Request) -> Response:
     version = _resolve(_state(request), name, None)
     body = {"name": name, "current": version.to_json()}
     return _cached(
-        request, body, etag_for("dataset", version.digest), CURRENT_CACHE_CONTROL, surrogate_keys(name, version.digest)
+        request,
+        body,
+        etag_for("dataset", version.digest),
+        CURRENT_CACHE_CONTROL,
+        surrogate_keys(name, version.digest),
     )
 
 
@@ -123,7 +135,8 @@ def rows(request: Request) -> Response:
         if key.startswith("_"):
             if key not in READ_PARAMS:
                 raise ProblemError(
-                    400, detail=f"unknown parameter {key!r}; known: {', '.join(sorted(READ_PARAMS))}"
+                    400,
+                    detail=f"unknown parameter {key!r}; known: {', '.join(sorted(READ_PARAMS))}",
                 )
             continue
         column, _, op = key.partition("__")
@@ -160,7 +173,6 @@ def rows(request: Request) -> Response:
         IMMUTABLE_CACHE_CONTROL if pinned else CURRENT_CACHE_CONTROL,
         surrogate_keys(name, version.digest),
     )
-
 
 
 routes = [

@@ -52,7 +52,9 @@ def heartbeat(request: Request) -> Response:
         "checks": checks,
         "edges": len(state.settings.edges),
     }
-    return ORJSONResponse(body, status_code=200 if healthy else 503, headers={"Cache-Control": NO_STORE})
+    return ORJSONResponse(
+        body, status_code=200 if healthy else 503, headers={"Cache-Control": NO_STORE}
+    )
 
 
 def metrics(request: Request) -> Response:

@@ -77,7 +77,8 @@ async def ingest(request: Request) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in CSV_TYPES:
         raise ProblemError(
-            415, detail=f"send the file as 'Content-Type: text/csv' (got {content_type or 'none'!r})"
+            415,
+            detail=f"send the file as 'Content-Type: text/csv' (got {content_type or 'none'!r})",
         )
     upload = state.paths.uploads_dir / f"{uuid.uuid4().hex}.csv"
     await _spool(request, upload, state.settings.max_upload_bytes)
@@ -98,18 +99,23 @@ async def ingest(request: Request) -> Response:
 
 
 def _accept(state: ApiState, name: str, upload: Path, key: str | None) -> tuple[str, bool]:
-    """The ingest record and its job commit together, so no accepted request is without its job."""
+    """The ingest record and its job commit together, so no accepted request is without its job.
+
+    With a queue on another engine the job is enqueued first: if the record then fails, the
+    request is not accepted and the orphan job fails on its missing record.
+    """
     with state.store.transaction() as tx:
         job_id = state.queue.enqueue(
             INGEST_QUEUE,
             {"task": "ingest", "dataset": name, "upload": upload.name},
             idempotency_key=f"ingest:{name}:{key}" if key else None,
-            tx=tx,
+            tx=tx if state.queue_joins_store else None,
         )
         if state.store.ingest(job_id) is not None:
             return job_id, False
         state.store.record_ingest(
-            tx, IngestRecord(job_id=job_id, dataset=name, upload=upload.name, accepted_at=time.time())
+            tx,
+            IngestRecord(job_id=job_id, dataset=name, upload=upload.name, accepted_at=time.time()),
         )
         return job_id, True
 
@@ -157,7 +163,9 @@ async def job_event(request: Request) -> Response:
         kind = event["kind"]
         attempt = int(event["attempt"])
     except (ValueError, KeyError, TypeError):
-        raise ProblemError(400, detail="an event is a JSON object with 'kind' and 'attempt'") from None
+        raise ProblemError(
+            400, detail="an event is a JSON object with 'kind' and 'attempt'"
+        ) from None
     record = await run_in_threadpool(state.store.ingest, job_id)
     if record is None:
         raise ProblemError(404, detail=f"no ingest job with id {job_id!r}")
@@ -171,7 +179,9 @@ async def job_event(request: Request) -> Response:
         await run_in_threadpool(state.store.set_progress, job_id, progress)
         return ORJSONResponse({"ok": True})
     if kind == "lookup":
-        version = record.version_digest and state.store.version(record.dataset, record.version_digest)
+        version = record.version_digest and state.store.version(
+            record.dataset, record.version_digest
+        )
         return ORJSONResponse({"version": version.to_json() if version else None})
     if kind != "version":
         raise ProblemError(400, detail=f"unknown event kind {kind!r}")
@@ -180,7 +190,9 @@ async def job_event(request: Request) -> Response:
     except (KeyError, TypeError, ValueError):
         raise ProblemError(400, detail="a version event carries the version's manifest") from None
     if version.dataset != record.dataset:
-        raise ProblemError(409, detail=f"job {job_id} ingests {record.dataset!r}, not {version.dataset!r}")
+        raise ProblemError(
+            409, detail=f"job {job_id} ingests {record.dataset!r}, not {version.dataset!r}"
+        )
     if not state.versions.path(version.digest).exists():
         raise ProblemError(409, detail=f"version file {version.digest} is not in the version store")
     applied = await run_in_threadpool(state.store.record_version, job_id, version)
@@ -188,7 +200,12 @@ async def job_event(request: Request) -> Response:
     report = await state.invalidator.apurge(keys=[f"dataset:{version.dataset}", "datasets"])
     log.info(
         "version published",
-        extra={"dataset": version.dataset, "digest": version.digest, "job_id": job_id, "applied": applied},
+        extra={
+            "dataset": version.dataset,
+            "digest": version.digest,
+            "job_id": job_id,
+            "applied": applied,
+        },
     )
     return ORJSONResponse({"applied": applied, "purge": report})
 

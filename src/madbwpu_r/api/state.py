@@ -25,6 +25,7 @@ class ApiSettings:
     queue_url: str | None = None
     edges: list[str] = field(default_factory=list)
     redis_url: str | None = None
+    redis_channel: str = "madbwpu-r:edge:purge"
     max_upload_bytes: int = 1 << 30
 
     @property
@@ -37,10 +38,16 @@ class ApiState:
         self.settings = settings
         self.paths = settings.paths.ensure()
         self.store: MetadataStore = SQLiteMetadataStore(self.paths.state_db)
-        self.queue: Queue = open_queue(settings.queue_url or self.paths.default_queue_url)
+        queue_url = settings.queue_url or self.paths.default_queue_url
+        self.queue: Queue = open_queue(queue_url)
+        # Only a queue in the store's own SQLite file can join its transactions.
+        self.queue_joins_store = queue_url == self.paths.default_queue_url
         self.versions = VersionFiles(self.paths.versions_dir)
         self.invalidator = Invalidator(
-            edges=list(settings.edges), token=settings.purge_token, redis_url=settings.redis_url
+            edges=list(settings.edges),
+            token=settings.purge_token,
+            redis_url=settings.redis_url,
+            channel=settings.redis_channel,
         )
 
     def close(self) -> None:

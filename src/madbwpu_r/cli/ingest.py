@@ -57,8 +57,15 @@ def ingest(
         raise _fail(str(exc).strip("'\"")) from None
     token = load_or_create_secrets(data_dir)["write_token"]
     size = file.stat().st_size
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+    )
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ) as client:
         with Progress(*columns, console=console, transient=False) as progress:
             upload = progress.add_task(f"upload {file.name}", total=max(size, 1))
 
@@ -75,9 +82,13 @@ def ingest(
                     headers={"Content-Type": "text/csv", "Content-Length": str(size)},
                 )
             except httpx.TransportError as exc:
-                raise _fail(f"cannot reach the {env} API at {base}: {exc}; is `madbwpu-r up` running?") from None
+                raise _fail(
+                    f"cannot reach the {env} API at {base}: {exc}; is `madbwpu-r up` running?"
+                ) from None
             if response.status_code != 202:
-                raise _fail(f"the API refused the upload ({response.status_code}): {_problem(response)}")
+                raise _fail(
+                    f"the API refused the upload ({response.status_code}): {_problem(response)}"
+                )
             accepted = response.json()
             progress.update(upload, completed=max(size, 1))
             console.print(f"job {accepted['job_id']} accepted: {accepted['status_url']}")
@@ -88,7 +99,9 @@ def ingest(
             while True:
                 job = client.get(accepted["status_url"]).json()
                 fraction = (job.get("progress") or {}).get("fraction", 0.0)
-                progress.update(task, completed=fraction, description=f"ingest {name}: {job['status']}")
+                progress.update(
+                    task, completed=fraction, description=f"ingest {name}: {job['status']}"
+                )
                 if job["status"] in ("succeeded", "failed"):
                     break
                 if time.monotonic() > deadline:

@@ -23,7 +23,9 @@ DEFAULT_DIR = Path(DEFAULT_DATA_DIR)
 
 def check_env(value: str) -> str:
     if value not in ENVIRONMENTS:
-        raise typer.BadParameter(f"{value!r} is not an environment; use one of: {', '.join(ENVIRONMENTS)}")
+        raise typer.BadParameter(
+            f"{value!r} is not an environment; use one of: {', '.join(ENVIRONMENTS)}"
+        )
     return value
 
 

@@ -24,6 +24,23 @@ def up(
     host: Annotated[str, typer.Option(help="Address every tier listens on.")] = "127.0.0.1",
     min_workers: Annotated[int, typer.Option(help="Workers kept per environment when idle.")] = 1,
     max_workers: Annotated[int, typer.Option(help="Most workers per environment under load.")] = 4,
+    edges: Annotated[
+        int,
+        typer.Option(
+            min=1, max=16, help="Edge processes per environment; every one gets every purge."
+        ),
+    ] = 1,
+    queue_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Scale-out job queue instead of the SQLite file: redis://HOST:6379/0 or "
+            "postgresql://USER@HOST/DB (each environment gets its own key prefix / schema)."
+        ),
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(help="Also fan purges out over Redis pub/sub (one channel per environment)."),
+    ] = None,
 ) -> None:
     """Start staging and production: an edge, an API and workers each, on embedded defaults.
 
@@ -34,7 +51,15 @@ def up(
     from madbwpu_r.launcher import Stack
 
     configure_logging("up")
-    stack = Stack(data_dir, host=host, min_workers=min_workers, max_workers=max_workers)
+    stack = Stack(
+        data_dir,
+        host=host,
+        min_workers=min_workers,
+        max_workers=max_workers,
+        edges=edges,
+        queue_url=queue_url,
+        redis_url=redis_url,
+    )
     signal.signal(signal.SIGTERM, lambda *_: stack._stop.set())
     try:
         stack.start()
@@ -43,13 +68,15 @@ def up(
         for column in ("environment", "edge (read here)", "api"):
             table.add_column(column)
         for env, urls in stack.endpoints.items():
-            table.add_row(env, urls["edge"], urls["api"])
+            table.add_row(env, "\n".join(urls.get("edges") or [urls["edge"]]), urls["api"])
         Console().print(table)
-        console.print(f"endpoints written to {data_dir / 'endpoints.json'}; Ctrl-C stops everything")
+        console.print(
+            f"endpoints written to {data_dir / 'endpoints.json'}; Ctrl-C stops everything"
+        )
         stack.watch()
     except KeyboardInterrupt:
         pass
-    except (RuntimeError, TimeoutError, OSError) as exc:
+    except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         stack.stop()
         raise typer.Exit(1) from None
@@ -72,6 +99,9 @@ def api(
     redis_url: Annotated[
         str | None, typer.Option(help="Also publish purges on this Redis (edges subscribed to it).")
     ] = None,
+    redis_channel: Annotated[
+        str, typer.Option(help="Pub/sub channel of the purges.")
+    ] = "madbwpu-r:edge:purge",
 ) -> None:
     """Run one API process for an environment."""
     import uvicorn
@@ -91,9 +121,14 @@ def api(
         queue_url=queue_url,
         edges=list(edge or []),
         redis_url=redis_url,
+        redis_channel=redis_channel,
     )
     uvicorn.run(
-        create_app(settings), host=host, port=port, log_config=None, access_log=False,
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=10,
     )
 
@@ -101,12 +136,16 @@ def api(
 def worker(
     data_dir: DataDir = DEFAULT_DIR,
     env: Env = "staging",
-    api: Annotated[str, typer.Option("--api", help="The environment's API URL (results go there).")] = "",
+    api: Annotated[
+        str, typer.Option("--api", help="The environment's API URL (results go there).")
+    ] = "",
     queue_url: Annotated[
         str | None, typer.Option(help="Job queue URL (default: the environment's SQLite file).")
     ] = None,
     name: Annotated[str, typer.Option(help="Worker name, shown in logs and job claims.")] = "",
-    lease: Annotated[float, typer.Option(help="Lease in seconds, renewed while a job runs.")] = 10.0,
+    lease: Annotated[
+        float, typer.Option(help="Lease in seconds, renewed while a job runs.")
+    ] = 10.0,
 ) -> None:
     """Run one background worker: claim jobs, run them, report results to the API.
 
@@ -128,8 +167,11 @@ def worker(
     client = ApiClient(api, secrets["worker_token"])
     try:
         Worker(
-            queue, handlers={"ingest": IngestHandler(paths, client)}, queues=["ingest"],
-            lease=lease, name=name,
+            queue,
+            handlers={"ingest": IngestHandler(paths, client)},
+            queues=["ingest"],
+            lease=lease,
+            name=name,
         ).run()
     finally:
         client.close()

@@ -211,7 +211,13 @@ class SQLiteMetadataStore(MetadataStore):
                 "attempt = excluded.attempt, fraction = excluded.fraction, "
                 "message = excluded.message, updated_at = excluded.updated_at "
                 "WHERE excluded.attempt >= job_progress.attempt",
-                (job_id, progress.attempt, progress.fraction, progress.message, progress.updated_at),
+                (
+                    job_id,
+                    progress.attempt,
+                    progress.fraction,
+                    progress.message,
+                    progress.updated_at,
+                ),
             )
 
     def progress(self, job_id: str) -> Progress | None:

@@ -151,7 +151,9 @@ def _coerce(column: Column, raw: str) -> Any:
         if column.type == "real":
             return float(raw)
     except ValueError:
-        raise QueryError(f"{raw!r} is not a valid {column.type} for column {column.name!r}") from None
+        raise QueryError(
+            f"{raw!r} is not a valid {column.type} for column {column.name!r}"
+        ) from None
     return raw
 
 
@@ -209,7 +211,9 @@ class VersionReader:
         params: list[Any] = []
         for name, op, raw in filters:
             if op not in FILTER_OPS:
-                raise QueryError(f"unknown filter operator {op!r}; use one of {', '.join(FILTER_OPS)}")
+                raise QueryError(
+                    f"unknown filter operator {op!r}; use one of {', '.join(FILTER_OPS)}"
+                )
             where.append(f"{_quote(self.column(name).name)} {FILTER_OPS[op]} ?")
             params.append(_coerce(self.schema[name], raw))
         sort_sql = _quote(self.column(sort).name) if sort else None
@@ -227,9 +231,7 @@ class VersionReader:
                 params.append(rowid)
             else:
                 tail = f" OR {sort_sql} IS NULL" if descending else ""
-                where.append(
-                    f"({sort_sql} {cmp} ? OR ({sort_sql} = ? AND rowid {cmp} ?){tail})"
-                )
+                where.append(f"({sort_sql} {cmp} ? OR ({sort_sql} = ? AND rowid {cmp} ?){tail})")
                 params.extend([value, value, rowid])
         order = f"{sort_sql} {direction}, rowid {direction}" if sort_sql else f"rowid {direction}"
         select = ", ".join(_quote(n) for n in names)

@@ -35,7 +35,9 @@ class ApiClient:
                 if response.status_code < 300:
                     return response.json()
                 if response.status_code < 500:
-                    raise ApiUnavailable(f"API refused {path}: {response.status_code} {response.text}")
+                    raise ApiUnavailable(
+                        f"API refused {path}: {response.status_code} {response.text}"
+                    )
                 error = f"{response.status_code} {response.text[:200]}"
             if attempt < self._attempts:
                 time.sleep(delay)

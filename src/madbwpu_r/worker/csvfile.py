@@ -38,7 +38,8 @@ class ParsedCSV:
             for record in reader:
                 if record:
                     yield tuple(
-                        None if v == "" else conv(v) for conv, v in zip(converters, record, strict=True)
+                        None if v == "" else conv(v)
+                        for conv, v in zip(converters, record, strict=True)
                     )
 
 
