@@ -276,9 +276,16 @@ class Bench:
     # ---- housekeeping -----------------------------------------------------------------------
 
     def cleanup(self) -> int:
+        """Delete every key of this run (ours are hash-tagged: `{prefix-ours}:...`)."""
         deleted = 0
-        for key in self.r.scan_iter(match=f"{self.prefix}*", count=1000):
-            deleted += int(self.r.delete(key))
+        batch: list[bytes] = []
+        for key in self.r.scan_iter(match=f"*{self.prefix}*", count=5000):
+            batch.append(key)
+            if len(batch) == 1000:
+                deleted += int(self.r.unlink(*batch))
+                batch.clear()
+        if batch:
+            deleted += int(self.r.unlink(*batch))
         return deleted
 
     def close(self) -> None:
