@@ -185,3 +185,25 @@ async def _until(condition, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail("condition not reached")
         await asyncio.sleep(0.02)
+
+
+def test_a_redis_reconnect_drops_the_cache(origin, make_edge, uniq):
+    import redis
+
+    redis_url = redis_url_or_skip()
+    name = f"reconnect-{uniq.rsplit('/', 1)[-1]}"
+    edge = make_edge(
+        origin.url, "--redis-url", redis_url, "--redis-channel", f"ch:{uniq}", name=name
+    )
+    _wait_for(lambda: edge.stats()["redis"]["connected"])
+    path = f"{uniq}/kept"
+    edge.get(path)
+    assert edge.get(path).headers["x-cache"] == "HIT"
+    admin = redis.Redis.from_url(redis_url)
+    ids = [c["id"] for c in admin.client_list() if c.get("name") == f"madbwpu-r-edge:{name}"]
+    assert ids
+    for client_id in ids:
+        admin.client_kill_filter(_id=client_id)
+    admin.close()
+    _wait_for(lambda: edge.stats()["drops"] == 1 and edge.stats()["redis"]["connected"])
+    assert edge.get(path).headers["x-cache"] == "MISS"

@@ -221,3 +221,23 @@ def test_purge_message_validation_and_url_keys():
         PurgeMessage.model_validate({"seq": 0})
     assert url_key("/v1/x?a=1") == b"/v1/x?a=1"
     assert url_key("http://edge.example:8080/v1/x") == b"/v1/x"
+
+
+def test_vary_normalises_unordered_token_lists():
+    vary = (b"accept-language",)
+    assert secondary_key(vary, {b"accept-language": b"en, DE"}) == secondary_key(
+        vary, {b"accept-language": b"de,en"}
+    )
+    other = (b"x-custom",)
+    assert secondary_key(other, {b"x-custom": b"A, b"}) != secondary_key(
+        other, {b"x-custom": b"b, A"}
+    )
+
+
+def test_unknown_statuses_need_explicit_freshness():
+    assert policy({"Cache-Control": "max-age=60"}, status=299).storable
+    assert policy({"Cache-Control": "max-age=60, must-understand"}, status=299).reason == (
+        "must-understand"
+    )
+    assert not policy({}, status=299).storable
+    assert policy({"Cache-Control": "max-age=60"}, status=304).reason == "status"

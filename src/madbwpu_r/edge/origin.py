@@ -25,6 +25,10 @@ FILL_STRIPPED = frozenset(
 )
 
 
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 class OriginError(Exception):
     """The origin could not be reached or did not answer in time."""
 
@@ -47,6 +51,7 @@ class Origin:
         self.config = config
         self.transport = transport
         self._client: httpx.AsyncClient | None = None
+        self.retries = 1  # once, for idempotent methods on a dead pooled connection
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -54,6 +59,8 @@ class Origin:
             limits = httpx.Limits(
                 max_connections=self.config.max_connections,
                 max_keepalive_connections=self.config.max_connections,
+                # Below the 5 s idle timeout common to origins (uvicorn, Node): we close first.
+                keepalive_expiry=4.0,
             )
             timeout = httpx.Timeout(self.config.origin_timeout, connect=5.0)
             self._client = httpx.AsyncClient(
@@ -100,13 +107,20 @@ class Origin:
     async def send(
         self, method: str, target: bytes, headers: RawHeaders, body: bytes = b""
     ) -> httpx.Response:
-        request = httpx.Request(
-            method, self.base + target.decode("latin-1"), headers=headers, content=body or None
-        )
-        try:
-            return await self.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise OriginError(f"{type(exc).__name__}: {exc}") from None
+        url = self.base + target.decode("latin-1")
+        attempts = self.retries + 1 if method in IDEMPOTENT else 1
+        for attempt in range(attempts):
+            request = httpx.Request(method, url, headers=headers, content=body or None)
+            try:
+                return await self.client.send(request, stream=True)
+            except _STALE_CONNECTION as exc:
+                # A pooled keep-alive connection the origin had already closed (or left
+                # unusable): the request never reached it, so a fresh connection may retry.
+                if attempt + 1 == attempts:
+                    raise OriginError(f"{type(exc).__name__}: {exc}") from None
+            except httpx.HTTPError as exc:
+                raise OriginError(f"{type(exc).__name__}: {exc}") from None
+        raise AssertionError("unreachable")
 
 
 def response_headers(response: httpx.Response) -> tuple[RawHeaders, dict[bytes, bytes]]:

@@ -10,8 +10,8 @@ Headers = dict[bytes, bytes]  # lower-case names, repeated fields joined with ",
 
 # RFC 9110 15.1: statuses cacheable by default (heuristically); 206 is left out (no ranges here).
 HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
-# Statuses whose stored response we understand well enough to store at all.
-STORABLE_STATUSES = HEURISTIC_STATUSES | frozenset(
+# Statuses we understand (RFC 9111 3: must-understand stores only these).
+UNDERSTOOD_STATUSES = HEURISTIC_STATUSES | frozenset(
     {
         302,
         303,
@@ -176,8 +176,10 @@ def response_policy(
     reason = ""
     if method != "GET":
         reason = "method"
-    elif status not in STORABLE_STATUSES:
+    elif not 200 <= status <= 599 or status in (206, 304):
         reason = "status"
+    elif "must-understand" in cc and status not in UNDERSTOOD_STATUSES:
+        reason = "must-understand"
     elif "no-store" in surrogate:
         reason = "surrogate-no-store"
     elif "no-store" in cc or "no-store" in request_cc:

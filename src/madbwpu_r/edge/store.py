@@ -7,12 +7,22 @@ from collections import OrderedDict
 from madbwpu_r.edge.entry import Entry
 from madbwpu_r.edge.rules import Headers
 
+# Fields whose list members are case-insensitive tokens with no meaningful order (q-values
+# carry the preference), so "EN, fr" and "fr,en" select the same variant.
+_UNORDERED = frozenset({b"accept-language", b"accept-encoding"})
+
 
 def secondary_key(vary: tuple[bytes, ...], request: Headers) -> tuple[bytes, ...]:
     """Normalised request values of the Vary fields (whitespace around commas ignored)."""
     if not vary:
         return ()
-    return tuple(b",".join(p.strip() for p in request.get(f, b"").split(b",")) for f in vary)
+    key = []
+    for field in vary:
+        members = [p.strip() for p in request.get(field, b"").split(b",")]
+        if field in _UNORDERED:
+            members = sorted(m.lower() for m in members)
+        key.append(b",".join(members))
+    return tuple(key)
 
 
 def vary_fields(value: bytes | None) -> tuple[bytes, ...]:

@@ -41,7 +41,12 @@ class Subscriber:
     async def _run(self) -> None:
         delay = 0.2
         while True:
-            client = aioredis.from_url(self.url, socket_keepalive=True, health_check_interval=5)
+            client = aioredis.from_url(
+                self.url,
+                socket_keepalive=True,
+                health_check_interval=5,
+                client_name=f"madbwpu-r-edge:{self.edge.config.name}",
+            )
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.channel)
