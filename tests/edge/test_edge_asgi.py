@@ -46,6 +46,7 @@ def test_hit_miss_and_head_through_the_asgi_path():
         assert forwarded["host"] == "origin.test"
         assert forwarded["x-forwarded-for"] == "10.0.0.1"
         assert "if-none-match" not in forwarded
+        assert forwarded["via"] == "1.1 madbwpu-r-edge"
 
     run(scenario)
 
@@ -179,3 +180,9 @@ def test_no_purge_token_means_purges_are_refused():
             assert "no purge token" in refused.json()["detail"]
 
     asyncio.run(main())
+
+
+def test_exported_names():
+    import madbwpu_r.edge as edge
+
+    assert sorted(edge.__all__) == ["EdgeApp", "EdgeConfig", "Invalidator", "create_app"]

@@ -106,7 +106,7 @@ class Invalidator:
                         f"{edge}/_edge/purge", content=body, headers=self._headers()
                     )
                     results[edge] = self._edge_result(edge, response, "")
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, httpx.InvalidURL) as exc:
                     results[edge] = self._edge_result(edge, None, f"{type(exc).__name__}: {exc}")
         return results
 
@@ -130,7 +130,7 @@ class Invalidator:
                             f"{edge}/_edge/purge", content=body, headers=self._headers()
                         )
                         return edge, self._edge_result(edge, response, "")
-                    except httpx.HTTPError as exc:
+                    except (httpx.HTTPError, httpx.InvalidURL) as exc:
                         return edge, self._edge_result(edge, None, f"{type(exc).__name__}: {exc}")
 
                 results = dict(await asyncio.gather(*(one(e) for e in self.edges)))

@@ -48,6 +48,7 @@ class Origin:
             raise ValueError(f"origin must be an http(s) URL, got {config.origin!r}")
         self.base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         self.host = parts.netloc.encode()
+        self.via = f"1.1 madbwpu-r-{config.name}".encode()
         self.config = config
         self.transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -84,6 +85,7 @@ class Origin:
         out: RawHeaders = []
         forwarded_for = b""
         original_host = b""
+        via = b""
         for name, value in raw:
             if name in drop or name == b"content-length":
                 continue
@@ -95,12 +97,20 @@ class Origin:
             if name == b"x-forwarded-for":
                 forwarded_for = value + b", "
                 continue
+            if name == b"via":
+                via = value
+                continue
+            if name == b"x-forwarded-proto":
+                continue
             out.append((name, value.strip()))
         out.append((b"host", self.host))
         if client:
             out.append((b"x-forwarded-for", forwarded_for + client[0].encode()))
         if original_host:
             out.append((b"x-forwarded-host", original_host))
+        out.append((b"x-forwarded-proto", b"http"))
+        # RFC 9110 7.6.3: a gateway sends Via on every request it forwards.
+        out.append((b"via", (via + b", " if via else b"") + self.via))
         out.extend(extra)
         return out
 
