@@ -57,8 +57,13 @@ class Subscriber:
                     self.edge.redis_connected = True
                     self.ready.set()
                     delay = 0.2
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
+                    while True:
+                        # A timed read (not listen()) so the periodic health-check PING runs
+                        # and a dead connection surfaces as an error instead of a silent wait.
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=1.0
+                        )
+                        if message is not None and message.get("type") == "message":
                             self._apply(message["data"])
             except (RedisError, OSError) as exc:
                 log.warning("redis purge channel lost", extra={"error": str(exc)})
