@@ -14,6 +14,7 @@ import orjson
 log = logging.getLogger("madbwpu_r.edge.client")
 
 DEFAULT_CHANNEL = "madbwpu-r:edge:purge"
+MAX_XKEY_HEADER = 4000
 
 
 class Invalidator:
@@ -54,10 +55,14 @@ class Invalidator:
             "seq": seq,
         }
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, message: dict[str, Any]) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        keys = " ".join(message["keys"])
+        if keys and len(keys) <= MAX_XKEY_HEADER and keys.isascii() and keys.isprintable():
+            # For Varnish with vmod xkey (examples/varnish/default.vcl); our edges read the JSON.
+            headers["xkey-softpurge" if message["soft"] else "xkey-purge"] = keys
         return headers
 
     @staticmethod
@@ -94,17 +99,15 @@ class Invalidator:
             message = self._message(list(keys), list(urls), soft)
             body = orjson.dumps(message)
             published = self._publish(body)
-            results = self._post_all(body)
+            results = self._post_all(body, self._headers(message))
         return self._summary(message, results, published)
 
-    def _post_all(self, body: bytes) -> dict[str, Any]:
+    def _post_all(self, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
         results: dict[str, Any] = {}
         with httpx.Client(timeout=self.timeout) as client:
             for edge in self.edges:
                 try:
-                    response = client.post(
-                        f"{edge}/_edge/purge", content=body, headers=self._headers()
-                    )
+                    response = client.post(f"{edge}/_edge/purge", content=body, headers=headers)
                     results[edge] = self._edge_result(edge, response, "")
                 except (httpx.HTTPError, httpx.InvalidURL) as exc:
                     results[edge] = self._edge_result(edge, None, f"{type(exc).__name__}: {exc}")
@@ -122,12 +125,13 @@ class Invalidator:
             message = self._message(list(keys), list(urls), soft)
             body = orjson.dumps(message)
             published = await self._apublish(body)
+            headers = self._headers(message)
             async with httpx.AsyncClient(timeout=self.timeout) as client:
 
                 async def one(edge: str) -> tuple[str, dict[str, Any]]:
                     try:
                         response = await client.post(
-                            f"{edge}/_edge/purge", content=body, headers=self._headers()
+                            f"{edge}/_edge/purge", content=body, headers=headers
                         )
                         return edge, self._edge_result(edge, response, "")
                     except (httpx.HTTPError, httpx.InvalidURL) as exc:
