@@ -28,6 +28,7 @@ from madbwpu_r.config import (
     load_or_create_secrets,
     write_json_atomically,
 )
+from madbwpu_r.process import die_with_parent
 from madbwpu_r.worker.supervisor import ScalingPolicy, Supervisor
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,11 @@ class Child:
 
     def start(self) -> None:
         self.popen = subprocess.Popen(
-            self.argv, env=self.env, stdin=subprocess.DEVNULL, process_group=0
+            self.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, before exec
         )
 
     def alive(self) -> bool:

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from madbwpu_r.process import die_with_parent
+
 __all__ = [
     "QUEUE_ENV",
     "WORKER_NAME_ENV",
@@ -327,7 +329,15 @@ class Supervisor:
         argv = [arg.replace("{queue}", pool.queue).replace("{name}", name) for arg in self.command]
         # Own process group: a terminal's Ctrl-C reaches the supervisor, which then stops
         # the workers in order, instead of every worker at once mid-job.
-        popen = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, process_group=0)
+        # die_with_parent: if the process running this supervisor is SIGKILLed, the workers
+        # get SIGTERM, finish or release their job, and exit instead of running orphaned.
+        popen = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, before exec
+        )
         pool.procs.append(_Proc(name=name, popen=popen, argv=argv, started_at=now))
         log.info("worker started", extra={"worker": name, "pid": popen.pid})
 
