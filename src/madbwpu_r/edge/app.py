@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from time import time
 from typing import Any
 
@@ -13,28 +12,25 @@ import httpx
 from madbwpu_r.edge import admin
 from madbwpu_r.edge.coalesce import ERROR, RELEASE, Coalescer, Fill
 from madbwpu_r.edge.config import EdgeConfig
-from madbwpu_r.edge.entry import KEEP_ON_UPDATE, Entry
+from madbwpu_r.edge.entry import Entry
 from madbwpu_r.edge.fastpath import SLOW_FIELDS
+from madbwpu_r.edge.fill import CC, FillMixin, Outcome, Scope
+from madbwpu_r.edge.invalidation import PurgeMixin
 from madbwpu_r.edge.origin import Origin, OriginError, RawHeaders, response_headers
-from madbwpu_r.edge.purge import Generations, PurgeMessage, Sequencer, url_key
+from madbwpu_r.edge.purge import Generations, Sequencer, url_key
 from madbwpu_r.edge.rules import (
-    ERROR_STATUSES,
-    corrected_initial_age,
     delta_seconds,
-    http_date,
+    header_fields,
     parse_cache_control,
-    response_policy,
 )
 from madbwpu_r.edge.stats import Stats, make_registry
-from madbwpu_r.edge.store import Store, secondary_key, vary_fields
+from madbwpu_r.edge.store import Store, secondary_key
 from madbwpu_r.problems import problem_response
 
 __all__ = ["EdgeConfig", "EdgeApp", "create_app"]
 
 log = logging.getLogger("madbwpu_r.edge")
 
-Scope = dict[str, Any]
-CC = dict[str, str | None]
 
 X_HIT = (b"x-cache", b"HIT")
 X_MISS = (b"x-cache", b"MISS")
@@ -45,35 +41,6 @@ X_REVALIDATED = (b"x-cache", b"REVALIDATED")
 EMPTY_BODY = {"type": "http.response.body", "body": b"", "more_body": False}
 NO_CC: CC = {}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-# Reasons a response was not stored that say nothing about the next request for the key.
-REQUEST_SPECIFIC = frozenset({"authorization", "method", "no-store-request"})
-
-
-@dataclass
-class Outcome:
-    """What one origin fetch produced."""
-
-    kind: str  # "entry" | "stream" | "error"
-    entry: Entry | None = None
-    shareable: bool = False
-    stored: bool = False
-    response: httpx.Response | None = None
-    headers: RawHeaders | None = None
-    prefix: bytes = b""
-    error: str = ""
-    hit_for_pass: bool = False
-    revalidated: bool = False
-    origin_age: float | None = 0.0  # what the origin said: a fill's own response shows it as is
-
-
-def _fields(raw: RawHeaders) -> dict[bytes, bytes]:
-    fields: dict[bytes, bytes] = {}
-    for name, value in raw:
-        if name in fields:
-            fields[name] = fields[name] + b", " + value
-        else:
-            fields[name] = value
-    return fields
 
 
 def _request_cc(req: dict[bytes, bytes]) -> CC:
@@ -86,7 +53,7 @@ def _request_cc(req: dict[bytes, bytes]) -> CC:
     return NO_CC
 
 
-class EdgeApp:
+class EdgeApp(FillMixin, PurgeMixin):
     def __init__(self, config: EdgeConfig, transport: httpx.AsyncBaseTransport | None = None):
         self.config = config
         self.origin = Origin(config, transport)
@@ -152,7 +119,7 @@ class EdgeApp:
             if name in SLOW_FIELDS:
                 return None
         vary, variants = group
-        entry = variants.get(secondary_key(vary, _fields(headers)) if vary else ())
+        entry = variants.get(secondary_key(vary, header_fields(headers)) if vary else ())
         if entry is None or entry.policy.no_cache:
             return None
         age = entry.initial_age + (time() - entry.response_time)
@@ -167,7 +134,7 @@ class EdgeApp:
         query: bytes = scope["query_string"]
         if query:
             primary = primary + b"?" + query
-        req = _fields(scope["headers"])
+        req = header_fields(scope["headers"])
         now = time()
         rcc = _request_cc(req) if (b"cache-control" in req or b"pragma" in req) else NO_CC
         entry = self.store.lookup(primary, req)
@@ -233,15 +200,6 @@ class EdgeApp:
             return True
         seconds = delta_seconds(limit)
         return seconds is not None and age - entry.lifetime <= seconds
-
-    def _may_serve_stale_on_error(self, entry: Entry | None, now: float, rcc: CC) -> bool:
-        if entry is None or entry.policy.stale_forbidden:
-            return False
-        window = entry.policy.sie
-        requested = delta_seconds(rcc.get("stale-if-error")) if "stale-if-error" in rcc else None
-        if requested is not None:
-            window = max(window, float(requested))
-        return window > 0 and entry.age(now) - entry.lifetime <= window
 
     async def _serve(
         self,
@@ -381,194 +339,6 @@ class EdgeApp:
             status, detail="The origin could not be reached; no stored response may be used."
         )(scope, receive, send)
 
-    async def _fetch(
-        self,
-        scope: Scope,
-        primary: bytes,
-        req: dict[bytes, bytes],
-        rcc: CC,
-        stale: Entry | None,
-        start: int,
-    ) -> Outcome:
-        """One GET to the origin (conditional when a stored response has validators)."""
-        extra: RawHeaders = []
-        if stale is not None:
-            if stale.etag is not None:
-                extra.append((b"if-none-match", stale.etag))
-            if stale.last_modified is not None:
-                extra.append((b"if-modified-since", stale.last_modified))
-            if extra:
-                self.stats.revalidations += 1
-        headers = self.origin.request_headers(scope["headers"], scope.get("client"), True, extra)
-        self.coalescer.live += 1
-        try:
-            return await self._fetch_inner(primary, req, rcc, stale, start, headers)
-        finally:
-            self.coalescer.live -= 1
-            if self.coalescer.live == 0:
-                # No fetch that began before a recorded purge is left to be judged by it.
-                self.generations.forget()
-
-    async def _fetch_inner(
-        self,
-        primary: bytes,
-        req: dict[bytes, bytes],
-        rcc: CC,
-        stale: Entry | None,
-        start: int,
-        headers: RawHeaders,
-    ) -> Outcome:
-        request_time = time()
-        try:
-            response = await self.origin.send("GET", primary, headers)
-        except OriginError as exc:
-            self.stats.origin_errors += 1
-            log.warning(
-                "origin fetch failed",
-                extra={"target": primary.decode("latin-1"), "error": str(exc)},
-            )
-            return Outcome("error", error=str(exc))
-        response_time = time()
-        if not 100 <= response.status_code <= 599:
-            await response.aclose()
-            self.stats.origin_errors += 1
-            return Outcome("error", error=f"origin sent invalid status {response.status_code}")
-        kept, fields = response_headers(response)
-        if b"date" not in fields:
-            date = http_date(response_time).encode()
-            fields[b"date"] = date
-            kept.append((b"date", date))
-        if response.status_code == 304 and stale is not None:
-            await response.aclose()
-            return self._refreshed(stale, kept, request_time, response_time, rcc, start)
-        if response.status_code in ERROR_STATUSES and self._may_serve_stale_on_error(
-            stale, response_time, rcc
-        ):
-            await response.aclose()
-            self.stats.origin_errors += 1
-            return Outcome("error", error=f"origin answered {response.status_code}")
-        policy = response_policy(
-            "GET",
-            response.status_code,
-            fields,
-            rcc,
-            b"authorization" in req,
-            self.config.heuristic_fraction,
-            self.config.heuristic_max_seconds,
-            response_time,
-        )
-        if policy.storable and "no-store" in rcc:
-            policy = _unstorable(policy, "no-store-request")
-        hit_for_pass = (
-            not policy.storable
-            and policy.reason not in REQUEST_SPECIFIC
-            and response.status_code not in ERROR_STATUSES
-        )
-        limit = self.config.max_object_bytes
-        length = delta_seconds(fields.get(b"content-length", b"").decode("latin-1") or None)
-        if length is not None and length > limit:
-            return self._stream_outcome(response, kept, b"", length)
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in response.aiter_raw():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    return self._stream_outcome(response, kept, b"".join(chunks), None)
-        except httpx.HTTPError as exc:
-            await response.aclose()
-            self.stats.origin_errors += 1
-            return Outcome("error", error=f"{type(exc).__name__}: {exc}")
-        await response.aclose()
-        body = b"".join(chunks)
-        if policy.strip:
-            kept = [h for h in kept if h[0].decode("latin-1") not in policy.strip]
-        vary = vary_fields(fields.get(b"vary"))
-        entry = Entry(
-            primary,
-            response.status_code,
-            kept,
-            body,
-            policy,
-            response_time,
-            corrected_initial_age(fields, request_time, response_time),
-            vary,
-            secondary_key(vary, req),
-        )
-        if not policy.storable:
-            self.stats.passes += 1
-            return Outcome("entry", entry=entry, shareable=False, hit_for_pass=hit_for_pass)
-        self.stats.misses += 1
-        stored = False
-        if not self.generations.purged_since(start, primary, entry.tags):
-            stored = self.store.insert(entry)
-            self.coalescer.clear_pass(primary)
-        origin_age = delta_seconds(fields[b"age"].decode("latin-1")) if b"age" in fields else 0
-        return Outcome(
-            "entry",
-            entry=entry,
-            shareable=True,
-            stored=stored,
-            origin_age=None if origin_age is None else float(origin_age),
-        )
-
-    def _refreshed(
-        self,
-        stale: Entry,
-        update: RawHeaders,
-        request_time: float,
-        response_time: float,
-        rcc: CC,
-        start: int,
-    ) -> Outcome:
-        """RFC 9111 4.3.4: a 304 updates the stored header fields and freshness."""
-        names = {n for n, _ in update} - KEEP_ON_UPDATE
-        merged = [h for h in stale.headers if h[0] not in names]
-        merged.extend(h for h in update if h[0] not in KEEP_ON_UPDATE)
-        fields = _fields(merged)
-        policy = response_policy(
-            "GET",
-            stale.status,
-            fields,
-            rcc,
-            False,
-            self.config.heuristic_fraction,
-            self.config.heuristic_max_seconds,
-            response_time,
-        )
-        entry = Entry(
-            stale.primary,
-            stale.status,
-            merged,
-            stale.body,
-            policy,
-            response_time,
-            corrected_initial_age(_fields(update), request_time, response_time),
-            stale.vary,
-            stale.secondary,
-        )
-        if not policy.storable:
-            self.store.remove(stale)
-            return Outcome("entry", entry=entry, shareable=False)
-        self.stats.misses += 1
-        stored = False
-        if not self.generations.purged_since(start, stale.primary, entry.tags):
-            self.store.remove(stale)
-            stored = self.store.insert(entry)
-        return Outcome("entry", entry=entry, shareable=True, stored=stored, revalidated=True)
-
-    def _stream_outcome(
-        self, response: httpx.Response, kept: RawHeaders, prefix: bytes, length: int | None
-    ) -> Outcome:
-        self.stats.passes += 1
-        headers = list(kept)
-        if length is not None:
-            headers.append((b"content-length", b"%d" % length))
-        return Outcome(
-            "stream", response=response, headers=headers, prefix=prefix, hit_for_pass=True
-        )
-
     async def _stream(self, send: Any, method: str, outcome: Outcome) -> None:
         response = outcome.response
         assert response is not None and outcome.headers is not None
@@ -599,7 +369,7 @@ class EdgeApp:
             return
         fill = self.coalescer.lead(primary, self.generations.current)
         snapshot = {"headers": list(scope["headers"]), "client": scope.get("client")}
-        req = _fields(snapshot["headers"])
+        req = header_fields(snapshot["headers"])
 
         async def refresh() -> None:
             try:
@@ -674,61 +444,12 @@ class EdgeApp:
 
         parts = urlsplit(url)
         if parts.netloc:
-            host = _fields(scope["headers"]).get(b"host", b"").decode("latin-1")
+            host = header_fields(scope["headers"]).get(b"host", b"").decode("latin-1")
             if parts.netloc not in (host, self.origin.host.decode()):
                 return None
         elif not parts.path.startswith("/"):
             return None
         return url_key(url)
-
-    # ----------------------------------------------------------------- purges
-    def _invalidate_url(self, key: bytes, soft: bool) -> int:
-        self.generations.mark_key(key)
-        self.coalescer.detach(key)
-        self.coalescer.clear_pass(key)
-        return self._touch(self.store.by_url(key), soft)
-
-    def _touch(self, entries: list[Entry], soft: bool) -> int:
-        now = time()
-        for entry in entries:
-            if soft:
-                entry.soften(now)
-            else:
-                self.store.remove(entry)
-        return len(entries)
-
-    def drop_all(self, reason: str) -> int:
-        """A purge may have been missed: nothing stored can be trusted any more."""
-        self.generations.mark_all()
-        self.coalescer.detach_all()
-        dropped = self.store.clear()
-        self.stats.drops += 1
-        log.warning("dropped whole cache", extra={"reason": reason, "entries": dropped})
-        return dropped
-
-    def apply_purge(self, message: PurgeMessage) -> dict[str, Any]:
-        self.stats.purges += 1
-        dropped = 0
-        reason = self.sequencer.observe(message.epoch, message.seq)
-        if message.all:
-            reason = "purge all"
-        if reason is not None:
-            dropped = self.drop_all(reason)
-        touched = 0
-        for url in message.urls:
-            touched += self._invalidate_url(url_key(url), message.soft)
-        if message.keys:
-            self.coalescer.detach_all()  # tags of in-flight fills are unknown until they finish
-        for tag in message.keys:
-            self.generations.mark_tag(tag)
-            touched += self._touch(self.store.by_tag(tag), message.soft)
-        self.stats.purged += touched
-        return {
-            "purged": touched + dropped,
-            "dropped": dropped,
-            "soft": message.soft,
-            "edge": self.config.name,
-        }
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -746,12 +467,6 @@ class EdgeApp:
             "purge_epochs": self.sequencer.state(),
             "redis": None if not self.config.redis_url else {"connected": self.redis_connected},
         }
-
-
-def _unstorable(policy: Any, reason: str) -> Any:
-    from dataclasses import replace
-
-    return replace(policy, storable=False, reason=reason)
 
 
 def create_app(config: EdgeConfig, transport: httpx.AsyncBaseTransport | None = None) -> EdgeApp:

@@ -49,6 +49,17 @@ _SURROGATE_OVERRIDES = frozenset(
 )
 
 
+def header_fields(raw: list[tuple[bytes, bytes]]) -> Headers:
+    """Lower-case (name, value) pairs to one value per name, repeated fields comma-joined."""
+    fields: Headers = {}
+    for name, value in raw:
+        if name in fields:
+            fields[name] = fields[name] + b", " + value
+        else:
+            fields[name] = value
+    return fields
+
+
 def parse_cache_control(value: bytes | str | None) -> dict[str, str | None]:
     """Directive names lower-cased; the first occurrence wins; quoted values unquoted."""
     if not value:
