@@ -100,7 +100,12 @@ class Entry:
         self.tags = tuple(
             t for t in fields.get(b"surrogate-key", b"").decode("latin-1").split() if t
         )
-        self.send_headers = [*headers, (b"content-length", b"%d" % len(body))]
+        # RFC 9110 8.6: no Content-Length on 204 (and 304 never reaches a client from here).
+        self.send_headers = (
+            list(headers)
+            if status in (204, 304)
+            else [*headers, (b"content-length", b"%d" % len(body))]
+        )
         self.headers_304 = [h for h in headers if h[0] in NOT_MODIFIED_FIELDS]
         self.wire_head = _status_line(status) + b"".join(
             n + b": " + v + b"\r\n" for n, v in self.send_headers
