@@ -21,6 +21,7 @@ from madbwpu_r.cli.main import app
             "must not exceed",
         ),
         (["--origin", "http://x", "--http", "h3"], "h3"),
+        (["--origin", "http://x", "--redis-url", "http://r"], "is not a redis:// URL"),
     ],
 )
 def test_bad_options_name_the_problem_and_exit_non_zero(args, message):

@@ -81,6 +81,10 @@ def register(app: typer.Typer) -> None:
         from madbwpu_r.logs import configure_logging
 
         host, port = parse_listen(listen)
+        if redis_url and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise typer.BadParameter(
+                f"{redis_url!r} is not a redis:// URL", param_hint="--redis-url"
+            )
         limit, object_limit = parse_size(max_bytes), parse_size(max_object_bytes)
         if object_limit > limit:
             raise typer.BadParameter("--max-object-bytes must not exceed --max-bytes")

@@ -152,7 +152,7 @@ class Invalidator:
                 return {"ok": True, "receivers": int(client.publish(self.channel, body))}
             finally:
                 client.close()
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, ValueError) as exc:  # ValueError: a malformed URL
             log.warning("purge publish to redis failed", extra={"error": str(exc)})
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -168,6 +168,6 @@ class Invalidator:
                 return {"ok": True, "receivers": int(await client.publish(self.channel, body))}
             finally:
                 await client.aclose()
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, ValueError) as exc:  # ValueError: a malformed URL
             log.warning("purge publish to redis failed", extra={"error": str(exc)})
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}

@@ -41,12 +41,16 @@ class Subscriber:
     async def _run(self) -> None:
         delay = 0.2
         while True:
-            client = aioredis.from_url(
-                self.url,
-                socket_keepalive=True,
-                health_check_interval=5,
-                client_name=f"madbwpu-r-edge:{self.edge.config.name}",
-            )
+            try:
+                client = aioredis.from_url(
+                    self.url,
+                    socket_keepalive=True,
+                    health_check_interval=5,
+                    client_name=f"madbwpu-r-edge:{self.edge.config.name}",
+                )
+            except ValueError as exc:
+                log.error("bad redis URL; purges over pub/sub disabled", extra={"error": str(exc)})
+                return
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.channel)
