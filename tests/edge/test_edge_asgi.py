@@ -74,6 +74,23 @@ def test_request_directives():
     run(scenario)
 
 
+def test_fields_named_by_private_reach_the_requester_only():
+    async def scenario(client: httpx.AsyncClient, path: str) -> None:
+        route(
+            path,
+            headers={
+                "Cache-Control": 'max-age=60, private="Set-Cookie"',
+                "Set-Cookie": "session=abc",
+            },
+        )
+        first = await client.get(path)
+        assert first.headers["x-cache"] == "MISS" and first.headers["set-cookie"] == "session=abc"
+        second = await client.get(path)
+        assert second.headers["x-cache"] == "HIT" and "set-cookie" not in second.headers
+
+    run(scenario)
+
+
 def test_max_stale_serves_stale_unless_forbidden():
     async def scenario(client: httpx.AsyncClient, path: str) -> None:
         route(path, headers={"Cache-Control": "max-age=0"})

@@ -90,6 +90,13 @@ def test_storable(headers, auth, storable, reason):
     assert (result.storable, result.reason) == (storable, reason)
 
 
+def test_qualified_no_cache_and_private_name_fields_to_leave_out():
+    result = policy({"Cache-Control": 'max-age=60, no-cache="Set-Cookie"', "Set-Cookie": "a=1"})
+    assert result.storable and not result.no_cache and result.strip == ("set-cookie",)
+    result = policy({"Cache-Control": 'max-age=60, private="X-User, Set-Cookie"'})
+    assert result.storable and result.strip == ("x-user", "set-cookie")
+
+
 def test_request_no_store_and_unknown_statuses_are_not_stored():
     assert policy({"Cache-Control": "max-age=60"}, request_cc={"no-store": None}).reason == (
         "no-store"

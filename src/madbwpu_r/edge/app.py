@@ -318,7 +318,8 @@ class EdgeApp(FillMixin, PurgeMixin):
                 if outcome.revalidated:
                     await self._serve(send, entry, req, entry.age(time()), method, X_REVALIDATED)
                 else:
-                    await self._serve(send, entry, req, outcome.origin_age, method, X_MISS)
+                    own = outcome.own or entry
+                    await self._serve(send, own, req, outcome.origin_age, method, X_MISS)
             else:
                 await self._serve(send, entry, req, None, method, X_PASS)
             return

@@ -49,6 +49,7 @@ class Outcome:
     hit_for_pass: bool = False
     revalidated: bool = False
     origin_age: float | None = 0.0  # what the origin said: a fill's own response shows it as is
+    own: Entry | None = None  # the requester's full response when the stored one is trimmed
 
 
 class FillMixin:
@@ -171,9 +172,24 @@ class FillMixin:
             return Outcome("error", error=f"{type(exc).__name__}: {exc}")
         await response.aclose()
         body = b"".join(chunks)
-        if policy.strip:
-            kept = [h for h in kept if h[0].decode("latin-1") not in policy.strip]
         vary = vary_fields(fields.get(b"vary"))
+        initial_age = corrected_initial_age(fields, request_time, response_time)
+        secondary = secondary_key(vary, req)
+        own: Entry | None = None
+        if policy.strip and policy.storable:
+            # The requester gets the fields meant for it; the stored copy does not keep them.
+            own = Entry(
+                primary,
+                response.status_code,
+                kept,
+                body,
+                policy,
+                response_time,
+                initial_age,
+                vary,
+                secondary,
+            )
+            kept = [h for h in kept if h[0].decode("latin-1") not in policy.strip]
         entry = Entry(
             primary,
             response.status_code,
@@ -181,9 +197,9 @@ class FillMixin:
             body,
             policy,
             response_time,
-            corrected_initial_age(fields, request_time, response_time),
+            initial_age,
             vary,
-            secondary_key(vary, req),
+            secondary,
         )
         if not policy.storable:
             self.stats.passes += 1
@@ -200,6 +216,7 @@ class FillMixin:
             shareable=True,
             stored=stored,
             origin_age=None if origin_age is None else float(origin_age),
+            own=own,
         )
 
     def _refreshed(

@@ -152,7 +152,7 @@ class Policy:
     s_maxage: bool  # implies proxy-revalidate: no max-stale; explicit swr/sie still apply
     swr: float  # stale-while-revalidate seconds (0 = not allowed)
     sie: float  # stale-if-error seconds (0 = not allowed)
-    strip: tuple[str, ...] = ()  # fields named by private="..." that a shared cache must drop
+    strip: tuple[str, ...] = ()  # fields named by private="..." / no-cache="..." left out
     reason: str = ""
 
 
@@ -179,7 +179,9 @@ def response_policy(
     lifetime = freshness_lifetime(
         cc, headers, status, heuristic_fraction, heuristic_max, response_time
     )
-    no_cache = "no-cache" in cc
+    # Qualified no-cache="F" (RFC 9111 5.2.2.4): reusable once the named fields are left out.
+    qualified_no_cache = field_names(cc.get("no-cache"))
+    no_cache = "no-cache" in cc and not qualified_no_cache
     stale_forbidden = no_cache or "must-revalidate" in cc or "proxy-revalidate" in cc
     swr = float(delta_seconds(cc.get("stale-while-revalidate")) or 0)
     sie = float(delta_seconds(cc.get("stale-if-error")) or 0)
@@ -207,11 +209,11 @@ def response_policy(
         or "s-maxage" in cc
         or b"expires" in headers
         or status in HEURISTIC_STATUSES
-        or no_cache
+        or "no-cache" in cc
     ):
         reason = "no-explicit-freshness"
-    if not reason and cc.get("private"):
-        strip = tuple(field_names(cc["private"]))
+    if not reason:
+        strip = tuple(field_names(cc.get("private")) + qualified_no_cache)
     if not reason and b"set-cookie" in headers and "set-cookie" not in strip:
         # A cookie is a per-user credential: never hand it to another client from the cache.
         reason = "set-cookie"
