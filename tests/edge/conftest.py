@@ -191,3 +191,9 @@ def redis_url_or_skip() -> str:
             raise
         pytest.skip("Redis is not running on 127.0.0.1:6379")
     return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_helper_client() -> Iterator[None]:
+    yield
+    HTTP.close()
