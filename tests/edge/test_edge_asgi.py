@@ -91,6 +91,20 @@ def test_fields_named_by_private_reach_the_requester_only():
     run(scenario)
 
 
+def test_unsafe_methods_pass_through_and_invalidate():
+    async def scenario(client: httpx.AsyncClient, path: str) -> None:
+        route(path, headers={"Cache-Control": "max-age=60"})
+        await client.get(path)
+        posted = await client.post(path)
+        assert posted.headers["x-cache"] == "PASS"
+        assert origin_app.LAST_HEADERS[path]["content-length"] == "0"
+        assert (await client.get(path)).headers["x-cache"] == "MISS"
+        await client.options(path)
+        assert (await client.get(path)).headers["x-cache"] == "HIT"  # OPTIONS is safe
+
+    run(scenario)
+
+
 def test_max_stale_serves_stale_unless_forbidden():
     async def scenario(client: httpx.AsyncClient, path: str) -> None:
         route(path, headers={"Cache-Control": "max-age=0"})

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from time import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -332,9 +333,6 @@ class EdgeApp(FillMixin, PurgeMixin):
             self.stats.stale += 1
             await self._serve(send, stale, req, stale.age(now), method, X_STALE)
             return
-        if outcome.entry is not None:  # the origin's own 5xx
-            await self._serve(send, outcome.entry, req, None, method, X_PASS)
-            return
         status = 504 if stale is not None and stale.policy.stale_forbidden else 502
         await problem_response(
             status, detail="The origin could not be reached; no stored response may be used."
@@ -441,8 +439,6 @@ class EdgeApp(FillMixin, PurgeMixin):
                 self.stats.invalidations += self._invalidate_url(key, soft=False)
 
     def _same_origin_key(self, url: str, scope: Scope) -> bytes | None:
-        from urllib.parse import urlsplit
-
         parts = urlsplit(url)
         if parts.netloc:
             host = header_fields(scope["headers"]).get(b"host", b"").decode("latin-1")

@@ -25,6 +25,7 @@ FILL_STRIPPED = frozenset(
 )
 
 
+BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 _STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
@@ -120,7 +121,9 @@ class Origin:
         url = self.base + target.decode("latin-1")
         attempts = self.retries + 1 if method in IDEMPOTENT else 1
         for attempt in range(attempts):
-            request = httpx.Request(method, url, headers=headers, content=body or None)
+            # An empty body is still sent (Content-Length: 0) for methods that carry one.
+            content = body if body or method not in BODILESS else None
+            request = httpx.Request(method, url, headers=headers, content=content)
             try:
                 return await self.client.send(request, stream=True)
             except _STALE_CONNECTION as exc:
