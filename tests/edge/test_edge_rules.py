@@ -207,6 +207,15 @@ def test_generations_judge_fills_against_later_purges():
     assert gens.purged_since(start, b"/zzz", ())
 
 
+def test_generation_marks_stay_bounded():
+    gens = Generations(max_marks=3)
+    start = gens.current
+    for i in range(5):
+        gens.mark_key(b"/%d" % i)
+    assert len(gens.keys) <= 3
+    assert gens.purged_since(start, b"/never-purged", ())  # conservative once collapsed
+
+
 def test_sequencer_detects_gaps_and_new_epochs():
     seq = Sequencer()
     assert seq.observe(None, None) is None

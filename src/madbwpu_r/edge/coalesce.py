@@ -56,6 +56,8 @@ class Coalescer:
     def mark_pass(self, key: bytes, now: float) -> None:
         if len(self.hit_for_pass) > 100_000:
             self.hit_for_pass = {k: t for k, t in self.hit_for_pass.items() if t > now}
+            if len(self.hit_for_pass) > 100_000:
+                self.hit_for_pass.clear()  # forgetting only costs some coalescing
         self.hit_for_pass[key] = now + self.pass_seconds
 
     def clear_pass(self, key: bytes) -> None:

@@ -36,7 +36,8 @@ class Generations:
     arrive after the purge do not take its response.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_marks: int = 100_000) -> None:
+        self.max_marks = max_marks
         self.current = 0
         self.all = 0
         self.keys: dict[bytes, int] = {}
@@ -48,9 +49,18 @@ class Generations:
 
     def mark_key(self, key: bytes) -> None:
         self.keys[key] = self.bump()
+        self._bound()
 
     def mark_tag(self, tag: str) -> None:
         self.tags[tag] = self.bump()
+        self._bound()
+
+    def _bound(self) -> None:
+        # Never grow without limit while fetches are always in flight: treating every older
+        # fill as purged is safe (it is just not stored).
+        if len(self.keys) + len(self.tags) > self.max_marks:
+            self.all = self.current
+            self.forget()
 
     def mark_all(self) -> None:
         self.all = self.bump()
