@@ -105,6 +105,24 @@ def test_unsafe_methods_pass_through_and_invalidate():
     run(scenario)
 
 
+def test_ranges_are_served_from_the_stored_response():
+    async def scenario(client: httpx.AsyncClient, path: str) -> None:
+        route(path, body="0123456789", headers={"Cache-Control": "max-age=60", "ETag": '"e"'})
+        first = await client.get(path, headers={"Range": "bytes=2-4"})
+        assert (first.status_code, first.text) == (206, "234")
+        assert first.headers["content-range"] == "bytes 2-4/10"
+        assert "range" not in origin_app.LAST_HEADERS[path]  # the fill fetched it all
+        hit = await client.get(path, headers={"Range": "bytes=-2"})
+        assert (hit.status_code, hit.text, hit.headers["x-cache"]) == (206, "89", "HIT")
+        stale_validator = await client.get(path, headers={"Range": "bytes=0-0", "If-Range": '"x"'})
+        assert (stale_validator.status_code, stale_validator.text) == (200, "0123456789")
+        beyond = await client.get(path, headers={"Range": "bytes=20-"})
+        assert beyond.status_code == 416 and beyond.headers["content-range"] == "bytes */10"
+        assert origin_app.COUNTS[path] == 1
+
+    run(scenario)
+
+
 def test_max_stale_serves_stale_unless_forbidden():
     async def scenario(client: httpx.AsyncClient, path: str) -> None:
         route(path, headers={"Cache-Control": "max-age=0"})

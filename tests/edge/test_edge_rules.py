@@ -257,3 +257,35 @@ def test_unknown_statuses_need_explicit_freshness():
     )
     assert not policy({}, status=299).storable
     assert policy({"Cache-Control": "max-age=60"}, status=304).reason == "status"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (b"bytes=0-4", (0, 4)),
+        (b"bytes=5-", (5, 9)),
+        (b"bytes=-3", (7, 9)),
+        (b"bytes=-30", (0, 9)),
+        (b"bytes=8-100", (8, 9)),
+        (b"bytes=10-", False),
+        (b"bytes=-0", False),
+        (b"bytes=0-1,3-4", None),
+        (b"items=0-1", None),
+        (b"bytes=4-2", None),
+        (b"bytes=x-", None),
+    ],
+)
+def test_byte_ranges(spec, expected):
+    from madbwpu_r.edge.ranges import byte_range
+
+    assert byte_range(spec, 10) == expected
+
+
+def test_if_range():
+    from madbwpu_r.edge.ranges import if_range_holds
+
+    date = http_date(NOW).encode()
+    assert if_range_holds(None, None, None)
+    assert if_range_holds(b'"a"', b'"a"', None) and not if_range_holds(b'"a"', b'"b"', None)
+    assert not if_range_holds(b'W/"a"', b'W/"a"', None)
+    assert if_range_holds(date, None, date) and not if_range_holds(date, None, None)

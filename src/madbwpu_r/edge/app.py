@@ -19,6 +19,7 @@ from madbwpu_r.edge.fill import CC, FillMixin, Outcome, Scope
 from madbwpu_r.edge.invalidation import PurgeMixin
 from madbwpu_r.edge.origin import Origin, OriginError, RawHeaders, response_headers
 from madbwpu_r.edge.purge import Generations, Sequencer, url_key
+from madbwpu_r.edge.ranges import byte_range, if_range_holds
 from madbwpu_r.edge.rules import (
     delta_seconds,
     header_fields,
@@ -219,11 +220,49 @@ class EdgeApp(FillMixin, PurgeMixin):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send(EMPTY_BODY)
             return
+        if b"range" in req and entry.status == 200:
+            await self._serve_range(send, entry, req, age, method, x_cache)
+            return
         headers = [*entry.send_headers, x_cache]
         if age is not None:
             headers.append((b"age", b"%d" % age))
         await send({"type": "http.response.start", "status": entry.status, "headers": headers})
         await send(entry.body_message if method == "GET" else EMPTY_BODY)
+
+    async def _serve_range(
+        self,
+        send: Any,
+        entry: Entry,
+        req: dict[bytes, bytes],
+        age: float | None,
+        method: str,
+        x_cache: tuple[bytes, bytes],
+    ) -> None:
+        length = len(entry.body)
+        wanted = None
+        if if_range_holds(req.get(b"if-range"), entry.etag, entry.last_modified):
+            wanted = byte_range(req[b"range"], length)
+        if wanted is None:
+            headers = [*entry.send_headers, x_cache]
+            status, body = entry.status, entry.body
+        elif wanted is False:
+            headers = [*entry.headers, (b"content-range", b"bytes */%d" % length), x_cache]
+            headers.append((b"content-length", b"0"))
+            status, body = 416, b""
+        else:
+            first, last = wanted
+            body = entry.body[first : last + 1]
+            headers = [
+                *entry.headers,
+                (b"content-range", b"bytes %d-%d/%d" % (first, last, length)),
+                (b"content-length", b"%d" % len(body)),
+                x_cache,
+            ]
+            status = 206
+        if age is not None:
+            headers.append((b"age", b"%d" % age))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body if method == "GET" else b""})
 
     # ----------------------------------------------------------------- misses and fills
     async def _miss(
