@@ -150,6 +150,9 @@ def test_invalidator_reports_an_unreachable_edge_without_raising(origin, make_ed
     assert result["edges"][edge.url]["ok"] is True
     result = asyncio.run(Invalidator(edges=[edge.url, dead], token=TOKEN).apurge(urls=["/x"]))
     assert result["unreachable"] == [dead]
+    refused = Invalidator(edges=[edge.url], token="wrong").purge(keys=["k"])
+    assert refused["failed"] == [edge.url] and refused["unreachable"] == []
+    assert refused["edges"][edge.url]["status"] == 401
 
 
 def test_purge_over_redis_pubsub_reaches_every_subscribed_edge(origin, make_edge, uniq):

@@ -85,7 +85,8 @@ class Invalidator:
             "seq": message["seq"],
             "purged": sum(r.get("purged", 0) for r in edges.values()),
             "edges": edges,
-            "unreachable": [e for e, r in edges.items() if not r["ok"]],
+            "unreachable": [e for e, r in edges.items() if not r["ok"] and "status" not in r],
+            "failed": [e for e, r in edges.items() if not r["ok"]],  # unreachable or refused
             "published": published,
         }
 
