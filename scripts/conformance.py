@@ -3,6 +3,7 @@
     uv run python scripts/conformance.py                  # our edge
     uv run python scripts/conformance.py --target nginx   # nginx proxy_cache, as a reference
     uv run python scripts/conformance.py --target both    # both, same run
+    uv run python scripts/conformance.py --repeat 3       # three runs: stable vs flaky failures
     uv run python scripts/conformance.py --id freshness-max-age   # one test, with its exchange
 
 Installs the suite with npm into bench/.work/cache-tests (gitignored), starts its origin server
@@ -26,6 +27,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 from collections import Counter
@@ -166,17 +168,44 @@ def summarise(target: str, tests: list[dict], results: dict) -> Summary:
     return summary
 
 
-def failures_text(summary: Summary, tests: list[dict]) -> str:
+def failures_text(runs: list[Summary], tests: list[dict]) -> str:
+    """Failing required tests over one or more runs; a test failing in only some runs is flaky."""
     names = {test["id"]: test["name"] for test in tests}
+    counts = ", ".join(
+        f"{run.required_passed} (strict {run.required_passed_strict})" for run in runs
+    )
     lines = [
-        f"# cache-tests {SUITE_VERSION} against {summary.target}: required passed "
-        f"{summary.required_passed}/{summary.required_total} "
-        f"(strict {summary.required_passed_strict}); failing required tests:",
-        "# id | outcome | reason | test name",
+        f"# cache-tests {SUITE_VERSION} against {runs[-1].target}: required passed of "
+        f"{runs[-1].required_total}, per run: {counts}; failing required tests:",
+        "# id | failed in runs | outcome | reason (latest failing run) | test name",
     ]
-    for test_id, state, why in summary.failing_required:
-        lines.append(f"{test_id} | {state} | {why} | {names.get(test_id, '')}")
+    latest: dict[str, tuple[str, str]] = {}
+    failed_in: dict[str, int] = {}
+    for run in runs:
+        for test_id, state, why in run.failing_required:
+            latest[test_id] = (state, why)
+            failed_in[test_id] = failed_in.get(test_id, 0) + 1
+    order = sorted(latest, key=lambda test_id: -failed_in[test_id])
+    for test_id in order:
+        state, why = latest[test_id]
+        lines.append(
+            f"{test_id} | {failed_in[test_id]}/{len(runs)} | {state} | {why} | "
+            f"{names.get(test_id, '')}"
+        )
     return "\n".join(lines) + "\n"
+
+
+def aggregate(runs: list[Summary]) -> dict:
+    """The latest run's figures, with medians and per-run counts when there were several."""
+    figures = runs[-1].as_dict()
+    for key in ("required_passed", "required_passed_strict", "optional_passed", "check_yes"):
+        values = [run.as_dict()[key] for run in runs]
+        figures[key] = statistics.median(values)
+        figures[f"{key}_runs"] = values
+    every = set.intersection(*({t for t, _, _ in run.failing_required} for run in runs))
+    figures["failing_required_every_run"] = sorted(every)
+    figures["runs"] = len(runs)
+    return figures
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,10 +312,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--failures", type=Path, help="failing required ids file (one target; default in work dir)"
     )
-    parser.add_argument("--timeout", type=int, default=RUN_TIMEOUT, help="seconds per target")
+    parser.add_argument("--timeout", type=int, default=RUN_TIMEOUT, help="seconds per run")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per target (1..10), to tell flaky from stable"
+    )
     args = parser.parse_args(argv)
     if not 10 <= args.timeout <= 3600:
         parser.error("--timeout must be within 10..3600")
+    if not 1 <= args.repeat <= 10:
+        parser.error("--repeat must be within 1..10")
+    if args.id and args.repeat != 1:
+        parser.error("--id runs one test once")
     if args.failures and args.target == "both":
         parser.error("--failures names one file; use it with --target edge or nginx")
     return args
@@ -301,24 +337,33 @@ def main(argv: list[str] | None = None) -> int:
         install_suite()
         tests = test_metadata()
         for target in targets:
-            out = run_target(target, args.id, args.timeout)
             if args.id:
-                print(out)
+                print(run_target(target, args.id, args.timeout))
                 continue
-            results = json.loads(out)
-            (WORK / f"conformance-{target}.json").write_text(json.dumps(results, indent=1))
-            summary = summarise(target, tests, results)
+            runs: list[Summary] = []
+            for number in range(1, args.repeat + 1):
+                results = json.loads(run_target(target, "", args.timeout))
+                (WORK / f"conformance-{target}.json").write_text(json.dumps(results, indent=1))
+                summary = summarise(target, tests, results)
+                runs.append(summary)
+                print(
+                    f"{target} run {number}/{args.repeat}: required "
+                    f"{summary.required_passed}/{summary.required_total} passed (strict, "
+                    f"dependencies honoured: {summary.required_passed_strict}); optional "
+                    f"{summary.optional_passed}/{summary.optional_total}; checks yes "
+                    f"{summary.check_yes}/{summary.check_total}",
+                    flush=True,
+                )
             failures = args.failures or WORK / f"conformance-{target}-failures.txt"
-            failures.write_text(failures_text(summary, tests))
+            failures.write_text(failures_text(runs, tests))
+            figures[target] = aggregate(runs)
             print(
-                f"{target}: required {summary.required_passed}/{summary.required_total} passed "
-                f"(strict, dependencies honoured: {summary.required_passed_strict}); "
-                f"optional {summary.optional_passed}/{summary.optional_total}; "
-                f"checks yes {summary.check_yes}/{summary.check_total}; "
-                f"failing required ids -> {failures}",
+                f"{target}: required passed median {figures[target]['required_passed']}"
+                f"/{runs[-1].required_total} over {len(runs)} run(s) "
+                f"{figures[target]['required_passed_runs']}; failing in every run: "
+                f"{len(figures[target]['failing_required_every_run'])}; list -> {failures}",
                 flush=True,
             )
-            figures[target] = summary.as_dict()
     except BenchError as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 1

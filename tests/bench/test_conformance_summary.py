@@ -68,10 +68,25 @@ def test_summary_counts_required_optional_and_checks(conformance) -> None:
 
 def test_failures_file_lists_ids_with_reasons(conformance) -> None:
     summary = conformance.summarise("nginx", TESTS, RESULTS)
-    text = conformance.failures_text(summary, TESTS)
-    assert "required passed 2/4" in text
-    assert "req-c | fail | Assertion: Response 2 comes from cache | c" in text
+    text = conformance.failures_text([summary], TESTS)
+    assert "required passed of 4, per run: 2 (strict 1)" in text
+    assert "req-c | 1/1 | fail | Assertion: Response 2 comes from cache | c" in text
     assert "req-a" not in text
+
+
+def test_repeated_runs_separate_stable_from_flaky_failures(conformance) -> None:
+    first = conformance.summarise("edge", TESTS, RESULTS)
+    second = conformance.summarise("edge", TESTS, {**RESULTS, "req-d": True})
+    third = conformance.summarise("edge", TESTS, {**RESULTS, "req-d": True, "req-a": False})
+    runs = [first, second, third]
+    figures = conformance.aggregate(runs)
+    assert figures["required_passed_runs"] == [2, 3, 2]
+    assert figures["required_passed"] == 2
+    assert figures["failing_required_every_run"] == ["req-c"]
+    text = conformance.failures_text(runs, TESTS)
+    assert "req-c | 3/3 |" in text
+    assert "req-d | 1/3 |" in text
+    assert "req-a | 1/3 |" in text
 
 
 def test_unrun_test_is_reported_untested(conformance) -> None:
