@@ -7,10 +7,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import httpx
-import origin_app
 
 from madbwpu_r.edge import EdgeConfig, create_app
 from madbwpu_r.edge.rules import http_date
+from tests.edge import origin_app
 
 Scenario = Callable[[httpx.AsyncClient, str], Awaitable[None]]
 

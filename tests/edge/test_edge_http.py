@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from test_edge_purge import _wait_for
+
+from tests.edge.test_edge_purge import _wait_for
 
 
 def test_vary_keeps_one_variant_per_request_header_value(origin, edge, uniq):

@@ -7,9 +7,9 @@ import time
 
 import httpx
 import pytest
-from conftest import TOKEN, redis_url_or_skip
 
 from madbwpu_r.edge.client import Invalidator
+from tests.edge.conftest import TOKEN, redis_url_or_skip
 
 
 def test_purge_by_key_reaches_all_three_edges_and_spares_other_keys(origin, make_edge, uniq):
@@ -142,7 +142,7 @@ def test_a_new_epoch_drops_the_cache(origin, make_edge, uniq):
 
 def test_invalidator_reports_an_unreachable_edge_without_raising(origin, make_edge):
     edge = make_edge(origin.url)
-    from conftest import free_port
+    from tests.edge.conftest import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
     result = Invalidator(edges=[edge.url, dead], token=TOKEN).purge(keys=["k"])

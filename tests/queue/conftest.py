@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from queue_backends import BACKENDS, base_url
 
 from madbwpu_r.queue import Queue, open_queue
+from tests.queue.queue_backends import BACKENDS, base_url
 
 
 @pytest.fixture(params=BACKENDS)

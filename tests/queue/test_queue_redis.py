@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from queue_backends import REDIS_URL, base_url
 
 from madbwpu_r.queue import open_queue
 from madbwpu_r.queue.redis import RedisQueue
+from tests.queue.queue_backends import REDIS_URL, base_url
 
 
 @pytest.fixture
