@@ -187,3 +187,15 @@ def test_metrics_are_prometheus_text(api):
     text = api.client.get("/metrics").text
     assert 'madbwpu_r_api_requests_total{route="/v1/heartbeat",status="200"}' in text
     assert "madbwpu_r_queue_ready" in text
+
+
+def test_a_rerun_after_the_upload_was_consumed_returns_the_published_version(api):
+    """A worker that died between publishing and acking re-runs the job: nothing changes twice."""
+    from madbwpu_r.queue import Job
+
+    done = api.ingest_and_run("people", PEOPLE)
+    info = api.state.queue.get(done["id"])
+    assert not any(api.state.paths.uploads_dir.iterdir())  # the upload was consumed
+    rerun = Job(info.id, info.queue, info.payload, 2, info.max_attempts, 0, info.enqueued_at)
+    assert api.handler(rerun) == {"dataset": "people", "digest": done["version"]}
+    assert len(api.client.get("/v1/datasets/people/versions").json()["versions"]) == 1

@@ -179,8 +179,8 @@ async def job_event(request: Request) -> Response:
         await run_in_threadpool(state.store.set_progress, job_id, progress)
         return ORJSONResponse({"ok": True})
     if kind == "lookup":
-        version = record.version_digest and state.store.version(
-            record.dataset, record.version_digest
+        version = record.version_digest and await run_in_threadpool(
+            state.store.version, record.dataset, record.version_digest
         )
         return ORJSONResponse({"version": version.to_json() if version else None})
     if kind != "version":
