@@ -49,7 +49,11 @@ def main() -> None:
 
     queue = open_queue(url)
     worker = Worker(
-        queue, {"effect": effect}, ["crash"], lease=float(lease), name=name,
+        queue,
+        {"effect": effect},
+        ["crash"],
+        lease=float(lease),
+        name=name,
         prefetch=int(prefetch),
     )
     worker.run()

@@ -32,7 +32,12 @@ def test_enqueue_claim_ack_roundtrip(q: Queue) -> None:
     assert info is not None and info.state == "ready" and info.attempts == 0
     assert info.payload == {"task": "t", "n": 1} and info.queue == "work"
     job = claim_one(q)
-    assert (job.id, job.attempt, job.payload, job.queue) == (job_id, 1, {"task": "t", "n": 1}, "work")
+    assert (job.id, job.attempt, job.payload, job.queue) == (
+        job_id,
+        1,
+        {"task": "t", "n": 1},
+        "work",
+    )
     assert q.get(job_id).state == "running"
     assert q.claim(["work"], n=5) == []
     assert q.ack(job, {"rows": 3}) is True

@@ -46,7 +46,8 @@ def spawn(queue_url: str, effects: sqlite3.Connection, tmp_path: Path):
         with open(tmp_path / f"{name}.log", "wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
                 [sys.executable, str(WORKER), queue_url, path, name, str(prefetch), str(LEASE)],
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         procs.append(proc)
         return proc
@@ -87,7 +88,8 @@ def test_sigkill_mid_job_loses_nothing_and_applies_effects_once(
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     interrupted = [
-        r[0] for r in effects.execute("SELECT job_id FROM runs WHERE worker = 'victim' AND finished = 0")
+        r[0]
+        for r in effects.execute("SELECT job_id FROM runs WHERE worker = 'victim' AND finished = 0")
     ]
     assert interrupted
     spawn("replacement", prefetch)
@@ -98,9 +100,10 @@ def test_sigkill_mid_job_loses_nothing_and_applies_effects_once(
     assert {r[0] for r in effects.execute("SELECT job_id FROM effects")} == set(ids)
     for job_id in interrupted:  # the job killed mid-run ran again, under a later attempt
         assert queue.get(job_id).attempts >= 2
-        assert scalar(
-            effects, "SELECT count(*) FROM runs WHERE job_id = ? AND finished = 1", job_id
-        ) >= 1
+        assert (
+            scalar(effects, "SELECT count(*) FROM runs WHERE job_id = ? AND finished = 1", job_id)
+            >= 1
+        )
     depth = queue.depth("crash")
     assert (depth.ready, depth.in_flight, depth.scheduled, depth.dead) == (0, 0, 0, 0)
 

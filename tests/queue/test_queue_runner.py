@@ -89,7 +89,9 @@ def test_drains_every_job_exactly_once_in_burst_mode(
             seen[job.id] += 1
 
     ids = [q.enqueue("work", {"task": "noop", "i": i}) for i in range(60)]
-    worker = Worker(q, {"noop": noop}, ["work"], lease=5, prefetch=prefetch, concurrency=concurrency)
+    worker = Worker(
+        q, {"noop": noop}, ["work"], lease=5, prefetch=prefetch, concurrency=concurrency
+    )
     worker.run(burst=True)
     assert sorted(seen) == sorted(ids) and set(seen.values()) == {1}
     assert worker.processed == 60

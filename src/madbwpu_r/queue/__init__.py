@@ -36,14 +36,22 @@ _BACKENDS: dict[str, tuple[str, str, str, str]] = {
     "sqlite": ("madbwpu_r.queue.sqlite", "SQLiteQueue", "sqlite3", "a Python built with sqlite3"),
     "redis": ("madbwpu_r.queue.redis", "RedisQueue", "redis", "uv add redis"),
     "rediss": ("madbwpu_r.queue.redis", "RedisQueue", "redis", "uv add redis"),
-    "postgresql": ("madbwpu_r.queue.postgres", "PostgresQueue", "psycopg", "uv add 'psycopg[binary]'"),
-    "postgres": ("madbwpu_r.queue.postgres", "PostgresQueue", "psycopg", "uv add 'psycopg[binary]'"),
+    "postgresql": (
+        "madbwpu_r.queue.postgres",
+        "PostgresQueue",
+        "psycopg",
+        "uv add 'psycopg[binary]'",
+    ),
+    "postgres": (
+        "madbwpu_r.queue.postgres",
+        "PostgresQueue",
+        "psycopg",
+        "uv add 'psycopg[binary]'",
+    ),
 }
 
 
-def open_queue(
-    url: str, *, lease: float | None = None, policy: RetryPolicy | None = None
-) -> Queue:
+def open_queue(url: str, *, lease: float | None = None, policy: RetryPolicy | None = None) -> Queue:
     """Open the queue named by `url`; keyword arguments override the URL's query parameters."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()

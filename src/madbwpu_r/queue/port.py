@@ -167,8 +167,15 @@ class Queue(abc.ABC):
         now = time.time()
         with self._errors():
             return self._insert(
-                new_job_id(), queue, data, idempotency_key, now + delay, now, priority,
-                max_attempts, tx,
+                new_job_id(),
+                queue,
+                data,
+                idempotency_key,
+                now + delay,
+                now,
+                priority,
+                max_attempts,
+                tx,
             )
 
     def claim(
@@ -194,8 +201,15 @@ class Queue(abc.ABC):
         for raw in raws:
             payload = raw.payload if isinstance(raw.payload, dict) else loads(raw.payload)
             job = Job(
-                raw.id, raw.queue, payload, raw.attempt, raw.max_attempts,
-                raw.priority, raw.enqueued_at, lease, raw.receipt,
+                raw.id,
+                raw.queue,
+                payload,
+                raw.attempt,
+                raw.max_attempts,
+                raw.priority,
+                raw.enqueued_at,
+                lease,
+                raw.receipt,
             )
             if job.attempt > job.max_attempts:
                 # Every allowed attempt was delivered and none finished: its workers died.
@@ -290,8 +304,16 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def _insert(
-        self, job_id: str, queue: str, payload: bytes, key: str | None, run_at: float,
-        now: float, priority: int, max_attempts: int, tx: Any,
+        self,
+        job_id: str,
+        queue: str,
+        payload: bytes,
+        key: str | None,
+        run_at: float,
+        now: float,
+        priority: int,
+        max_attempts: int,
+        tx: Any,
     ) -> str: ...
 
     @abc.abstractmethod

@@ -293,9 +293,15 @@ class RedisQueue(Queue):
         self._scripts = {
             name: client.register_script(_LIB + body)
             for name, body in (
-                ("enqueue", _ENQUEUE), ("claim", _CLAIM), ("extend", _EXTEND),
-                ("complete", _COMPLETE), ("retry", _RETRY), ("bury", _BURY),
-                ("release", _RELEASE), ("revive", _REVIVE), ("depth", _DEPTH),
+                ("enqueue", _ENQUEUE),
+                ("claim", _CLAIM),
+                ("extend", _EXTEND),
+                ("complete", _COMPLETE),
+                ("retry", _RETRY),
+                ("bury", _BURY),
+                ("release", _RELEASE),
+                ("revive", _REVIVE),
+                ("depth", _DEPTH),
             )
         }
 
@@ -333,14 +339,30 @@ class RedisQueue(Queue):
     # ---- primitives -------------------------------------------------------------------------
 
     def _insert(
-        self, job_id: str, queue: str, payload: bytes, key: str | None, run_at: float,
-        now: float, priority: int, max_attempts: int, tx: Any,
+        self,
+        job_id: str,
+        queue: str,
+        payload: bytes,
+        key: str | None,
+        run_at: float,
+        now: float,
+        priority: int,
+        max_attempts: int,
+        tx: Any,
     ) -> str:
         if tx is not None:
             raise InvalidJob("tx= is only supported by the SQLite queue")
         found = self._run(
-            "enqueue", job_id, queue, payload, key or "", repr(run_at), repr(now), priority,
-            max_attempts, self.retention,
+            "enqueue",
+            job_id,
+            queue,
+            payload,
+            key or "",
+            repr(run_at),
+            repr(now),
+            priority,
+            max_attempts,
+            self.retention,
         )
         return found.decode()
 
@@ -382,9 +404,7 @@ class RedisQueue(Queue):
     def _get(self, job_id: str, now: float) -> JobInfo | None:
         return _info(job_id, self._r.hgetall(f"{self._p}:job:{job_id}"), now)
 
-    def _list(
-        self, queue: str | None, state: str | None, limit: int, now: float
-    ) -> list[JobInfo]:
+    def _list(self, queue: str | None, state: str | None, limit: int, now: float) -> list[JobInfo]:
         index = f"{self._p}:index" + (f":{queue}" if queue else "")
         found: list[JobInfo] = []
         start, page = 0, max(limit, 200)

@@ -201,7 +201,8 @@ class Worker:
             self._fail(job, f"{type(exc).__name__}: {exc}", retry=False)
         except Exception as exc:
             log.warning(
-                "job failed", exc_info=True,
+                "job failed",
+                exc_info=True,
                 extra={"job": job.id, "attempt": job.attempt, "worker": self.name},
             )
             self._fail(job, f"{type(exc).__name__}: {exc}", retry=True)
@@ -295,7 +296,8 @@ class Worker:
                 continue
             with self._lock:  # stop renewing what a newer claim owns; its settle will fail
                 lost = [
-                    j for j, ok in zip(jobs, alive, strict=True)
+                    j
+                    for j, ok in zip(jobs, alive, strict=True)
                     if not ok and self._held.pop(j.id, None) is not None
                 ]
             for job in lost:
