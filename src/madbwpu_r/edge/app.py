@@ -372,7 +372,9 @@ class EdgeApp(FillMixin, PurgeMixin):
             self.stats.stale += 1
             await self._serve(send, stale, req, stale.age(now), method, X_STALE)
             return
-        status = 504 if stale is not None and stale.policy.stale_forbidden else 502
+        # RFC 9111 5.2.2.2: a cache that may not serve its stale copy SHOULD answer 504.
+        forbidden = stale is not None and (stale.policy.stale_forbidden or stale.policy.s_maxage)
+        status = 504 if forbidden else 502
         await problem_response(
             status, detail="The origin could not be reached; no stored response may be used."
         )(scope, receive, send)

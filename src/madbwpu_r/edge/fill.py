@@ -63,12 +63,15 @@ class FillMixin:
     generations: Generations
 
     def _may_serve_stale_on_error(self, entry: Entry | None, now: float, rcc: CC) -> bool:
+        """Per response: never past must-revalidate/proxy-revalidate/no-cache; under s-maxage
+        (proxy-revalidate for a shared cache) only the origin's own stale-if-error counts."""
         if entry is None or entry.policy.stale_forbidden:
             return False
         window = entry.policy.sie
-        requested = delta_seconds(rcc.get("stale-if-error")) if "stale-if-error" in rcc else None
-        if requested is not None:
-            window = max(window, float(requested))
+        if "stale-if-error" in rcc and not entry.policy.s_maxage:
+            requested = delta_seconds(rcc["stale-if-error"])
+            if requested is not None:
+                window = max(window, float(requested))
         return window > 0 and entry.age(now) - entry.lifetime <= window
 
     async def _fetch(
