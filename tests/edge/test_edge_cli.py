@@ -22,6 +22,8 @@ from madbwpu_r.cli.main import app
         ),
         (["--origin", "http://x", "--http", "h3"], "h3"),
         (["--origin", "http://x", "--redis-url", "http://r"], "is not a redis:// URL"),
+        (["--origin", "http://x", "--keep-alive", "0"], "--keep-alive"),
+        (["--origin", "http://x", "--keep-alive", "soon"], "--keep-alive"),
     ],
 )
 def test_bad_options_name_the_problem_and_exit_non_zero(args, message):

@@ -70,6 +70,15 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option("edge", help="Name of this edge in metrics and logs."),
         http: Annotated[HttpImpl, typer.Option(help="HTTP/1.1 parser.")] = HttpImpl.httptools,
         loop: Annotated[LoopImpl, typer.Option(help="Event loop.")] = LoopImpl.uvloop,
+        keep_alive: float = typer.Option(
+            75.0,
+            "--keep-alive",
+            min=1.0,
+            max=3600.0,
+            metavar="SECONDS",
+            help="Close an idle client connection after this long (nginx's default is 75 s; "
+            "keep it above the idle timeout of any load balancer in front).",
+        ),
         log_level: str = typer.Option("warning", help="Log level."),
     ) -> None:
         """Run one caching edge process (RFC 9111 shared cache) in front of ORIGIN."""
@@ -112,4 +121,6 @@ def register(app: typer.Typer) -> None:
             lifespan="on",
             proxy_headers=False,
             backlog=4096,
+            # uvicorn's 5 s default closes idle connections just as clients reuse them.
+            timeout_keep_alive=keep_alive,
         )
