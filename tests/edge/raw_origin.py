@@ -2,7 +2,8 @@
 
 No ASGI server lets an app do that, and it is what `stale-close-*` conformance tests and
 origin-retry tests need. Each path plays a script: one step per request, the last step repeats.
-A step is ("respond", status, headers) or ("drop",) (read the request, then close the socket).
+A step is ("respond", status, headers), ("respond-close", status, headers) (answer, then close
+the idle connection without saying so) or ("drop",) (read the request, then close the socket).
 """
 
 from __future__ import annotations
@@ -70,10 +71,12 @@ class RawOrigin:
                 step = script[min(n, len(script)) - 1]
                 if step[0] == "drop":
                     return
-                _, status, headers = step
+                kind, status, headers = step
                 body = f"{path} #{n}".encode()
                 fields = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
                 conn.sendall(
                     f"HTTP/1.1 {status} X\r\n{fields}Content-Length: {len(body)}\r\n\r\n".encode()
                     + body
                 )
+                if kind == "respond-close":
+                    return

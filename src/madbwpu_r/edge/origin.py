@@ -26,12 +26,32 @@ FILL_STRIPPED = frozenset(
 
 
 BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# Only these are sent again, and only when the first try provably never reached the origin.
+RETRIED = frozenset({"GET", "HEAD"})
+# A pooled connection found dead: these, before the request's header block was written.
+_DEAD_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 class OriginError(Exception):
     """The origin could not be reached or did not answer in time."""
+
+
+class _Delivery:
+    """httpcore trace hook: whether the request's header block was written to the socket.
+
+    httpcore swallows a failed write and then reports the failed read, so the exception alone
+    cannot say whether the origin got the request; this can. Once written, the origin may have
+    acted on it (and a broken framing shows up only on the next response), so no retry.
+    """
+
+    __slots__ = ("written",)
+
+    def __init__(self) -> None:
+        self.written = False
+
+    async def __call__(self, name: str, info: dict[str, object]) -> None:
+        if name == "http11.send_request_headers.complete":
+            self.written = True
 
 
 def _connection_tokens(headers: RawHeaders) -> set[bytes]:
@@ -53,7 +73,7 @@ class Origin:
         self.config = config
         self.transport = transport
         self._client: httpx.AsyncClient | None = None
-        self.retries = 1  # once, for idempotent methods on a dead pooled connection
+        self.retries = 1  # once, for GET/HEAD that never reached the origin
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -119,20 +139,25 @@ class Origin:
         self, method: str, target: bytes, headers: RawHeaders, body: bytes = b""
     ) -> httpx.Response:
         url = self.base + target.decode("latin-1")
-        attempts = self.retries + 1 if method in IDEMPOTENT else 1
-        for attempt in range(attempts):
-            # An empty body is still sent (Content-Length: 0) for methods that carry one.
-            content = body if body or method not in BODILESS else None
-            request = httpx.Request(method, url, headers=headers, content=content)
+        retries = self.retries if method in RETRIED else 0
+        # An empty body is still sent (Content-Length: 0) for methods that carry one.
+        content = body if body or method not in BODILESS else None
+        for attempt in range(retries + 1):
+            delivery = _Delivery()
+            request = httpx.Request(
+                method, url, headers=headers, content=content, extensions={"trace": delivery}
+            )
             try:
                 return await self.client.send(request, stream=True)
-            except _STALE_CONNECTION as exc:
-                # A pooled keep-alive connection the origin had already closed (or left
-                # unusable): the request never reached it, so a fresh connection may retry.
-                if attempt + 1 == attempts:
-                    raise OriginError(f"{type(exc).__name__}: {exc}") from None
             except httpx.HTTPError as exc:
-                raise OriginError(f"{type(exc).__name__}: {exc}") from None
+                # Not connected at all, or a pooled connection the origin had closed before
+                # the request went out: a fresh connection may try again. Anything later may
+                # have reached the origin already (it may even have acted on it).
+                undelivered = isinstance(exc, httpx.ConnectError) or (
+                    isinstance(exc, _DEAD_CONNECTION) and not delivery.written
+                )
+                if not undelivered or attempt == retries:
+                    raise OriginError(f"{type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")
 
 
