@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from functools import partial
 from time import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +45,8 @@ X_REVALIDATED = (b"x-cache", b"REVALIDATED")
 EMPTY_BODY = {"type": "http.response.body", "body": b"", "more_body": False}
 NO_CC: CC = {}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# Scope key: the fill the protocol made this request lead (see fast_join).
+LEAD = "madbwpu_r.edge.lead"
 
 
 def _request_cc(req: dict[bytes, bytes]) -> CC:
@@ -82,7 +86,15 @@ class EdgeApp(FillMixin, PurgeMixin):
             return
         method: str = scope["method"]
         if method == "GET" or method == "HEAD":
-            await self._read(scope, receive, send, method)
+            if LEAD not in scope:
+                await self._read(scope, receive, send, method)
+                return
+            try:
+                await self._read(scope, receive, send, method)
+            finally:
+                lead: Fill = scope[LEAD]
+                if not lead.future.done():  # the request did not lead after all
+                    self.coalescer.finish(lead, RELEASE)
         else:
             await self._unsafe(scope, receive, send, method)
 
@@ -130,6 +142,64 @@ class EdgeApp(FillMixin, PurgeMixin):
         self.store.lru.move_to_end(entry)
         self.stats.hits += 1
         return entry.wire(age)
+
+    def fast_join(self, scope: Scope, done: Callable[[bytes | None], None]) -> bool:
+        """Called by the protocol before it starts an ASGI task (see fastpath.py).
+
+        A plain GET for a key with a fill in flight waits on the fill without a task and, when
+        it lands, gets one pre-encoded response written for it (`done(bytes)`), or `done(None)`
+        if that does not fit it (error, not shareable, another variant, purged): then it takes
+        the ordinary ASGI path. A plain cold GET is made the key's leader here, at once, so
+        the requests read in the same batch join it instead of each starting a task.
+        """
+        if scope["method"] != "GET" or scope["http_version"] != "1.1":
+            return False
+        headers = scope["headers"]
+        for name, _ in headers:
+            if name in SLOW_FIELDS:
+                return False
+        path: str = scope["path"]
+        if path == "/healthz" or path == "/metrics" or path.startswith("/_edge/"):
+            return False
+        primary: bytes = scope["raw_path"]
+        if scope["query_string"]:
+            primary = primary + b"?" + scope["query_string"]
+        coalescer = self.coalescer
+        if primary in self.store.groups or coalescer.passing(primary, time()):
+            return False  # a stored variant or hit-for-pass: the full rules decide
+        fill = coalescer.fills.get(primary)
+        if fill is None:
+            scope[LEAD] = coalescer.lead(primary, self.generations.current)
+            return False
+        self.stats.coalesced += 1
+        if not fill.direct:
+            fill.future.add_done_callback(partial(self._release_direct, fill))
+        fill.direct.append((self.generations.current, headers, done))
+        return True
+
+    def _release_direct(self, fill: Fill, future: asyncio.Future[Any]) -> None:
+        """Answer every protocol-held waiter of a fill; the bytes are built once for all."""
+        waiters, fill.direct = fill.direct, []
+        result = None if future.cancelled() else future.result()
+        if not isinstance(result, Entry):
+            for _, _, done in waiters:
+                done(None)
+            return
+        data = result.wire(result.age(time()), b"COALESCED")
+        purged: bool | None = None
+        for arrival, headers, done in waiters:
+            fits = True
+            if arrival > fill.start:
+                if purged is None:
+                    purged = self.generations.purged_since(fill.start, fill.key, result.tags)
+                fits = not purged
+            if fits and result.vary:
+                fits = secondary_key(result.vary, header_fields(headers)) == result.secondary
+            if fits:
+                self.stats.coalesced_direct += 1
+                done(data)
+            else:
+                done(None)
 
     async def _read(self, scope: Scope, receive: Any, send: Any, method: str) -> None:
         primary: bytes = scope.get("raw_path") or scope["path"].encode()
@@ -276,6 +346,12 @@ class EdgeApp(FillMixin, PurgeMixin):
         rcc: CC,
         stale: Entry | None,
     ) -> None:
+        lead = scope.get(LEAD)
+        if lead is not None:
+            await self._fetch_and_respond(
+                scope, receive, send, method, primary, req, rcc, stale, lead
+            )
+            return
         now = time()
         if self.coalescer.passing(primary, now):
             await self._fetch_and_respond(scope, receive, send, method, primary, req, rcc, stale)

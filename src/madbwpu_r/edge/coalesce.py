@@ -11,12 +11,14 @@ ERROR = "error"  # the origin failed: waiters try stale-if-error, else fetch the
 
 
 class Fill:
-    __slots__ = ("key", "start", "future")
+    __slots__ = ("key", "start", "future", "direct")
 
     def __init__(self, key: bytes, start: int) -> None:
         self.key = key
         self.start = start  # purge generation when the fetch began
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # Waiters held by the HTTP protocol itself: (arrival generation, headers, done).
+        self.direct: list[tuple[int, Any, Any]] = []
 
 
 class Coalescer:

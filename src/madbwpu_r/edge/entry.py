@@ -120,9 +120,11 @@ class Entry:
             + ENTRY_OVERHEAD
         )
 
-    def wire(self, age: float) -> bytes:
-        """The whole HTTP/1.1 hit response, for the fast path."""
-        return b"".join((self.wire_head, b"age: %d\r\nx-cache: HIT\r\n\r\n" % age, self.body))
+    def wire(self, age: float, x_cache: bytes = b"HIT") -> bytes:
+        """The whole HTTP/1.1 response to a plain GET, for the fast paths."""
+        return b"".join(
+            (self.wire_head, b"age: %d\r\nx-cache: %s\r\n\r\n" % (age, x_cache), self.body)
+        )
 
     def age(self, now: float) -> float:
         return self.initial_age + (now - self.response_time)

@@ -4,10 +4,15 @@ A hit is the product: for it we skip building the ASGI scope, the per-request ta
 send() round trips, and write one pre-encoded buffer. Anything unusual (a conditional or
 Cache-Control request header, HTTP/1.0, pipelining, back-pressure, a stale entry) takes the
 ordinary ASGI path, which implements the full rules.
+
+Coalesced misses get the same treatment: a plain GET that would only wait for another
+request's fill is held by the protocol (no task) and answered with the fill's pre-encoded
+response the moment it lands, so a burst of waiters costs one write each.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -49,6 +54,29 @@ class FastHitProtocol(HttpToolsProtocol):
                 self.transport.write(data)
                 return
         super().on_headers_complete()
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        join = getattr(self.app, "fast_join", None)
+        if (
+            join is not None
+            and app is self.app
+            and join(cycle.scope, partial(self._fill_landed, cycle, app))
+        ):
+            return
+        super()._start_asgi_task(cycle, app)
+
+    def _fill_landed(self, cycle: Any, app: Any, data: bytes | None) -> None:
+        """The fill this request waited on is done: write its response, or run the app."""
+        if cycle.disconnected or self.transport.is_closing():
+            return
+        if data is None or self.flow.write_paused:
+            super()._start_asgi_task(cycle, app)
+            return
+        cycle.response_started = cycle.response_complete = True
+        self.transport.write(data)
+        if not cycle.keep_alive:
+            self.transport.close()
+        cycle.on_response()
 
     def on_body(self, body: bytes) -> None:
         if self._fast_done:

@@ -17,6 +17,7 @@ COUNTERS = {
     "misses": "Requests that filled the cache from the origin",
     "passes": "Requests forwarded without storing (uncacheable, hit-for-pass, unsafe methods)",
     "coalesced": "Requests that waited on another request's origin fetch",
+    "coalesced_direct": "Coalesced requests answered by the protocol, without an ASGI task",
     "stale": "Stale responses served (stale-while-revalidate or stale-if-error)",
     "revalidations": "Conditional requests sent to the origin",
     "not_modified": "304 responses sent to clients from the cache",
