@@ -37,9 +37,13 @@ def child_pids(pid: int) -> list[int]:
 
 def test_sigkilled_up_leaves_no_orphans_and_keeps_data(tmp_path):
     first = Running(tmp_path / "data")
-    first.ingest("staging", "people", b"id,name\n1,ann\n")
-    children = child_pids(first.proc.pid)
-    assert len(children) >= 6  # 2 APIs, 2 edges, at least 2 workers
+    try:
+        first.ingest("staging", "people", b"id,name\n1,ann\n")
+        children = child_pids(first.proc.pid)
+        assert len(children) >= 6  # 2 APIs, 2 edges, at least 2 workers
+    except BaseException:
+        first.stop()
+        raise
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(10)
     deadline = time.monotonic() + 30
