@@ -228,6 +228,10 @@ class Stack:
                     log.warning("restarting exited process", extra={"process": child.name})
                     child.start()
 
+    def request_stop(self) -> None:
+        """Safe from a signal handler: makes watch() return."""
+        self._stop.set()
+
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         for supervisor in self.supervisors:

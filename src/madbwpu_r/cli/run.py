@@ -60,7 +60,7 @@ def up(
         queue_url=queue_url,
         redis_url=redis_url,
     )
-    signal.signal(signal.SIGTERM, lambda *_: stack._stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stack.request_stop())
     try:
         stack.start()
         stack.wait_ready()
