@@ -178,13 +178,12 @@ class FillMixin:
         vary = vary_fields(fields.get(b"vary"))
         initial_age = corrected_initial_age(fields, request_time, response_time)
         secondary = secondary_key(vary, req)
-        own: Entry | None = None
-        if policy.strip and policy.storable:
-            # The requester gets the fields meant for it; the stored copy does not keep them.
-            own = Entry(
+
+        def make(headers: list[tuple[bytes, bytes]]) -> Entry:
+            return Entry(
                 primary,
                 response.status_code,
-                kept,
+                headers,
                 body,
                 policy,
                 response_time,
@@ -192,18 +191,13 @@ class FillMixin:
                 vary,
                 secondary,
             )
+
+        own: Entry | None = None
+        if policy.strip and policy.storable:
+            # The requester gets the fields meant for it; the stored copy does not keep them.
+            own = make(kept)
             kept = [h for h in kept if h[0].decode("latin-1") not in policy.strip]
-        entry = Entry(
-            primary,
-            response.status_code,
-            kept,
-            body,
-            policy,
-            response_time,
-            initial_age,
-            vary,
-            secondary,
-        )
+        entry = make(kept)
         if not policy.storable:
             self.stats.passes += 1
             return Outcome("entry", entry=entry, shareable=False, hit_for_pass=hit_for_pass)
