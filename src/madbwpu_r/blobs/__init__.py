@@ -76,4 +76,5 @@ def open_blobs(url: str) -> BlobStore:
         ) from None
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
     cls: Any = getattr(importlib.import_module(module_name), class_name)
-    return cls.from_url(url, options)
+    store: BlobStore = cls.from_url(url, options)
+    return store

@@ -16,11 +16,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO
 from urllib.parse import unquote, urlsplit
 
 from madbwpu_r.blobs.errors import BlobConfigError, BlobNotFound, BlobUnavailable, InvalidKey
-from madbwpu_r.blobs.port import CHUNK, BlobInfo, BlobStore
+from madbwpu_r.blobs.port import CHUNK, BlobInfo, BlobStore, Readable
 
 __all__ = ["FileBlobStore"]
 
@@ -79,7 +79,7 @@ class FileBlobStore(BlobStore):
 
     # ---- primitives ---------------------------------------------------------------------------
 
-    def _put(self, key: str, reader: BinaryIO) -> None:
+    def _put(self, key: str, reader: Readable) -> None:
         final = self._path(key)
         tmp = self._tmp / f"{self._host}.{os.getpid()}.{uuid.uuid4().hex}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

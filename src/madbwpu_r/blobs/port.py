@@ -23,15 +23,19 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, TYPE_CHECKING, Protocol
 
 from madbwpu_r.blobs.errors import BlobNotFound, DigestMismatch, InvalidKey
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 __all__ = [
     "CHUNK",
     "BlobInfo",
     "BlobReader",
     "BlobStore",
+    "Readable",
     "Source",
     "check_digest",
     "check_key",
@@ -47,6 +51,12 @@ _SPOOL = 8 << 20
 
 Source = bytes | bytearray | memoryview | os.PathLike[str] | IO[bytes]
 """What `put` accepts: bytes in memory, a local file's path, or a binary stream read to EOF."""
+
+
+class Readable(Protocol):
+    """What a backend's `_put` reads from: `read(n)` until it returns b""."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +151,10 @@ class HashingReader(io.RawIOBase):
                 )
         return data
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
         return len(data)
 
     def hexdigest(self) -> str:
@@ -184,9 +195,10 @@ class BlobReader(io.RawIOBase):
                 )
         return data
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
@@ -326,11 +338,11 @@ class BlobStore(abc.ABC):
                     sha256 = hashlib.file_digest(f, "sha256").hexdigest()
             else:
                 with tempfile.SpooledTemporaryFile(max_size=_SPOOL) as spool:
-                    reader = HashingReader(source)  # type: ignore[arg-type]
+                    reader = HashingReader(source)
                     while chunk := reader.read(CHUNK):
                         spool.write(chunk)
                     spool.seek(0)
-                    return self.put_content(spool, sha256=reader.hexdigest())  # type: ignore[arg-type]
+                    return self.put_content(spool, sha256=reader.hexdigest())
         key = content_key(sha256)
         try:
             found = self.stat(key)
@@ -362,7 +374,7 @@ class BlobStore(abc.ABC):
         yield
 
     @abc.abstractmethod
-    def _put(self, key: str, reader: BinaryIO) -> None:
+    def _put(self, key: str, reader: Readable) -> None:
         """Read `reader` to EOF (b"") and make the bytes visible under `key` only then."""
 
     @abc.abstractmethod

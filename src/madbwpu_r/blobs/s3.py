@@ -14,13 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-import boto3
-import botocore.exceptions as bex
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
+import boto3  # type: ignore[import-untyped]  # boto3/botocore ship no type hints
+import botocore.exceptions as bex  # type: ignore[import-untyped]  # (same)
+from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]  # (same)
+from botocore.config import Config  # type: ignore[import-untyped]  # (same)
 
 from madbwpu_r.blobs.errors import (
     BlobConfigError,
@@ -28,7 +28,7 @@ from madbwpu_r.blobs.errors import (
     BlobStoreError,
     BlobUnavailable,
 )
-from madbwpu_r.blobs.port import BlobInfo, BlobStore
+from madbwpu_r.blobs.port import BlobInfo, BlobStore, Readable
 
 __all__ = ["S3BlobStore"]
 
@@ -197,7 +197,7 @@ class S3BlobStore(BlobStore):
 
     # ---- primitives ---------------------------------------------------------------------------
 
-    def _put(self, key: str, reader: BinaryIO) -> None:
+    def _put(self, key: str, reader: Readable) -> None:
         self._client.upload_fileobj(reader, self.bucket, self._name(key), Config=self._transfer)
         self._bucket_seen = True
 
@@ -208,7 +208,8 @@ class S3BlobStore(BlobStore):
             if str(exc.response.get("Error", {}).get("Code")) in _NOT_FOUND:
                 raise BlobNotFound(f"no blob {key!r} in {self.url}") from None
             raise
-        return reply["Body"]
+        body: IO[bytes] = reply["Body"]  # botocore's StreamingBody
+        return body
 
     def _stat(self, key: str) -> BlobInfo:
         try:
