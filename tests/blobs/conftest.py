@@ -56,7 +56,7 @@ class S3Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # it takes seconds to import, more on a busy machine
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"moto server exited with {self.proc.returncode}")
@@ -66,7 +66,7 @@ class S3Server:
             except httpx.TransportError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError("moto server did not answer within 60 s")
+        raise RuntimeError("moto server did not answer within 120 s")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -24,12 +24,14 @@ def test_exported_names() -> None:
             "CacheStats",
             "DigestMismatch",
             "InvalidKey",
+            "IterSource",
             "Source",
             "cache_size",
             "check_key",
             "content_key",
             "open_blobs",
             "parse_size",
+            "put_async",
         ]
     )
     for name in blobs.__all__:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,27 @@ def test_round_trip(store: BlobStore, size: int, tmp_path: Path) -> None:
     got = store.get_file("uploads/x.csv", tmp_path / "copy", sha256=sha(data))
     assert (got.size, got.sha256) == (size, sha(data))
     assert (tmp_path / "copy").read_bytes() == data
+
+
+def peak_while(call) -> int:  # type: ignore[no-untyped-def]
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_does_not_grow_with_the_blob(store: BlobStore, tmp_path: Path) -> None:
+    # S3 reaches its steady state (every part buffer in use) within 30 MiB of 5 MiB parts.
+    small, large = pattern(30 * MiB), pattern(60 * MiB)
+    put_small = peak_while(lambda: store.put("s", Trickle(small)))
+    put_large = peak_while(lambda: store.put("l", Trickle(large)))
+    get_large = peak_while(lambda: store.get_file("l", tmp_path / "l"))
+    assert put_large < put_small + 4 * MiB, (put_small, put_large)
+    assert put_large < len(large) // 2  # far from holding the whole blob
+    assert get_large < 8 * MiB
+    assert (tmp_path / "l").stat().st_size == len(large)
 
 
 def test_put_from_bytes_and_from_a_path(store: BlobStore, tmp_path: Path) -> None:

@@ -6,8 +6,6 @@ import contextlib
 import os
 import signal
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,18 +13,9 @@ import pytest
 
 from madbwpu_r.blobs import BlobConfigError, BlobUnavailable, InvalidKey, open_blobs
 from madbwpu_r.blobs.file import FileBlobStore
+from tests.blobs.blob_writer import start_writer
 
-WRITER = Path(__file__).with_name("blob_writer.py")
 MiB = 1 << 20
-
-
-def start_writer(url: str, key: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, str(WRITER), url, key],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
-    )
 
 
 def wait_for_partial(tmp_dir: Path, at_least: int) -> Path:
@@ -64,6 +53,19 @@ def test_sigkilled_writer_leaves_no_partial_blob(tmp_path: Path, existing: bytes
         assert [i.key for i in store.list()] == ["uploads/u1"]
     FileBlobStore(root)  # the next open sweeps the dead writer's temp file
     assert not part.exists()
+
+
+def test_sweep_removes_old_leftovers_only(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path / "blobs")
+    old = store.root / ".tmp" / "otherhost.123.abc"
+    young = store.root / ".tmp" / "otherhost.456.def"
+    old.write_bytes(b"x")
+    young.write_bytes(b"y")
+    os.utime(old, (1_000_000, 1_000_000))
+    assert store.sweep() == 1
+    assert not old.exists() and young.exists()
+    assert store.sweep(older_than=0) == 1
+    assert list((store.root / ".tmp").iterdir()) == []
 
 
 def test_a_writer_that_finishes_publishes(tmp_path: Path) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import signal
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +22,7 @@ from madbwpu_r.blobs import (
     open_blobs,
 )
 from madbwpu_r.blobs.s3 import S3BlobStore
+from tests.blobs.blob_writer import start_writer
 from tests.blobs.conftest import S3Server, free_port
 from tests.blobs.test_blobs_conformance import MiB, Trickle, pattern
 
@@ -56,6 +61,37 @@ def test_refused_multipart_put_leaves_no_upload_behind(s3: S3Server) -> None:
     client = raw_client(s3)
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_sigkilled_writer_leaves_no_partial_object(s3: S3Server) -> None:
+    bucket = bucket_name()
+    url = f"s3://{bucket}/p?create=1&part_size=5"
+    store = open_blobs(url)
+    store.ping()
+    client = raw_client(s3)
+    with start_writer(url, "uploads/u1") as writer:
+        assert writer.stdin is not None
+        writer.stdin.write(os.urandom(12 * MiB))  # two parts sent, the third waits for more
+        writer.stdin.flush()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+            if uploads and client.list_parts(
+                Bucket=bucket, Key=uploads[0]["Key"], UploadId=uploads[0]["UploadId"]
+            ).get("Parts"):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the writer never uploaded a part")
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        with contextlib.suppress(BrokenPipeError):
+            writer.stdin.close()
+    assert not store.exists("uploads/u1")
+    assert list(store.list()) == []
+    # (moto reports a fixed 2010 `Initiated` date, so the default age cut cannot be shown here)
+    assert store.sweep(older_than=0) == 1
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 def test_missing_bucket_is_a_clear_error(s3: S3Server) -> None:

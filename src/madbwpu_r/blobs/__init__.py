@@ -30,6 +30,7 @@ from madbwpu_r.blobs.errors import (
     InvalidKey,
 )
 from madbwpu_r.blobs.port import BlobInfo, BlobReader, BlobStore, Source, check_key, content_key
+from madbwpu_r.blobs.streams import IterSource, put_async
 
 __all__ = [
     "CACHE_SIZE_ENV",
@@ -45,12 +46,14 @@ __all__ = [
     "CacheStats",
     "DigestMismatch",
     "InvalidKey",
+    "IterSource",
     "Source",
     "cache_size",
     "check_key",
     "content_key",
     "open_blobs",
     "parse_size",
+    "put_async",
 ]
 
 # scheme -> (module, class, driver module, install hint)

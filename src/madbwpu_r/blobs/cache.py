@@ -8,7 +8,7 @@ a temp file renamed into place, a per-digest-stripe `flock` makes them fetch a b
 and recency is the file's atime (set explicitly, so `noatime` mounts do not matter).
 
 A file another process evicts stays readable for whoever already opened it (POSIX unlink);
-`open()` holds the file for its caller. A path handed out by `path()` is not evicted for
+`open()` hands its caller an open file (a fetch opens it before renaming it into place). A path handed out by `path()` is not evicted for
 `grace` seconds after its last use (the bound may be overshot meanwhile), so the caller can
 open it: call `path()` again right before each open rather than keeping the path around.
 """
@@ -23,12 +23,13 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from madbwpu_r.blobs.errors import BlobConfigError, BlobUnavailable
+from madbwpu_r.blobs.errors import BlobConfigError
 from madbwpu_r.blobs.port import BlobStore, check_digest, content_key
 
 __all__ = [
@@ -106,33 +107,26 @@ class BlobCache:
         except OSError as exc:
             raise BlobConfigError(f"cannot use blob cache directory {self.root}: {exc}") from None
 
-    def path(self, digest: str, key: str | None = None) -> Path:
-        """The cached copy, fetched (from `key`, default `content_key(digest)`) on a miss.
+    def open(self, digest: str, key: str | None = None) -> BinaryIO:
+        """The verified copy, opened, fetched (from `key`, default `content_key(digest)`) on a miss.
 
-        Raises what the store raises (`BlobNotFound`, `BlobUnavailable`) and `DigestMismatch`
-        when the store's copy itself is corrupt (nothing is cached then).
+        Once open, no eviction can take it from the caller. Raises what the store raises
+        (`BlobNotFound`, `BlobUnavailable`) and `DigestMismatch` when the store's copy itself
+        is corrupt (nothing is cached then).
         """
         check_digest(digest)
         local = self._local(digest)
-        if self._usable(digest, local):
-            return local
-        with self._lock(digest):
-            if not self._usable(digest, local):  # another process may have fetched it meanwhile
-                local.parent.mkdir(mode=0o700, exist_ok=True)
-                self.store.get_file(key or content_key(digest), local, sha256=digest)
-                self._remember(digest, local)
-        self.evict(keep=digest)
-        return local
+        f = self._open_verified(digest, local)
+        if f is None:
+            with self._lock(digest):  # another process may have fetched it meanwhile
+                f = self._open_verified(digest, local) or self._fetch(digest, local, key)
+            self.evict(keep=digest)
+        return f
 
-    def open(self, digest: str, key: str | None = None) -> BinaryIO:
-        """The cached copy, opened: once open, no eviction can take it from the caller."""
-        for _ in range(5):
-            local = self.path(digest, key)
-            try:
-                return open(local, "rb")  # noqa: SIM115 - the caller closes it
-            except FileNotFoundError:  # evicted by another process in between: fetch again
-                self._verified.pop(digest, None)
-        raise BlobUnavailable(f"blob cache {self.root} keeps losing {digest}: is it too small?")
+    def path(self, digest: str, key: str | None = None) -> Path:
+        """The verified copy's path (kept `grace` seconds at least; see the module's note)."""
+        with self.open(digest, key):
+            return self._local(digest)
 
     def evict(self, keep: str | None = None) -> int:
         """Remove least recently used copies until the cache fits; returns the bytes freed."""
@@ -160,30 +154,42 @@ class BlobCache:
     def _local(self, digest: str) -> Path:
         return self.root / digest[:2] / digest
 
-    def _usable(self, digest: str, local: Path) -> bool:
-        """True when the copy exists and is known good (verifying it first if need be)."""
+    def _open_verified(self, digest: str, local: Path) -> BinaryIO | None:
+        """The copy, opened, if it exists and is known good (verifying it first if need be)."""
         try:
-            st = local.stat()
+            f = open(local, "rb")  # noqa: SIM115 - returned to the caller, who closes it
         except FileNotFoundError:
-            return False
+            return None
+        st = os.fstat(f.fileno())
         if self._verified.get(digest) != (st.st_ino, st.st_size, st.st_mtime_ns):
-            with open(local, "rb") as f:
-                actual = hashlib.file_digest(f, "sha256").hexdigest()
+            actual = hashlib.file_digest(f, "sha256").hexdigest()
+            f.seek(0)
             if actual != digest:
+                f.close()
                 log.warning(
                     "blob cache: %s is corrupt (sha256 %s); fetching it again", local, actual
                 )
                 local.unlink(missing_ok=True)
                 self._verified.pop(digest, None)
-                return False
+                return None
             self._verified[digest] = (st.st_ino, st.st_size, st.st_mtime_ns)
         self._touch(local, st.st_mtime_ns)
-        return True
+        return f
 
-    def _remember(self, digest: str, local: Path) -> None:
-        st = local.stat()
+    def _fetch(self, digest: str, local: Path, key: str | None) -> BinaryIO:
+        """Download next to its place, open it, then rename it in: the caller holds it."""
+        local.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = local.with_name(f".{digest}.{os.getpid()}.{uuid.uuid4().hex[:8]}.fetch")
+        try:
+            self.store.get_file(key or content_key(digest), tmp, sha256=digest)
+            f = open(tmp, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+            os.replace(tmp, local)
+        finally:
+            tmp.unlink(missing_ok=True)
+        st = os.fstat(f.fileno())
         self._verified[digest] = (st.st_ino, st.st_size, st.st_mtime_ns)
         self._touch(local, st.st_mtime_ns)
+        return f
 
     def _touch(self, local: Path, mtime_ns: int) -> None:
         """Mark as just used: atime only, so the mtime that guards integrity stays put."""

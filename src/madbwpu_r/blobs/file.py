@@ -2,7 +2,7 @@
 
 A put streams into `DIR/.tmp/`, fsyncs, then renames into place and fsyncs the directory, so a
 reader sees the old blob or the whole new one and a crash leaves at most a temp file, which
-the next open sweeps. Files are 0600 and directories 0700: blobs are the product's data.
+the next open (or `sweep`) removes. Files are 0600 and directories 0700: blobs are the product's data.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from typing import IO
 from urllib.parse import unquote, urlsplit
 
 from madbwpu_r.blobs.errors import BlobConfigError, BlobNotFound, BlobUnavailable, InvalidKey
-from madbwpu_r.blobs.port import CHUNK, BlobInfo, BlobStore, Readable
+from madbwpu_r.blobs.port import CHUNK, STALE_PARTIAL, BlobInfo, BlobStore, Readable
 
 __all__ = ["FileBlobStore"]
 
 _TMP = ".tmp"
-_STALE = 24 * 3600.0
 
 
 class FileBlobStore(BlobStore):
@@ -37,7 +36,7 @@ class FileBlobStore(BlobStore):
         try:
             self.root.parent.mkdir(parents=True, exist_ok=True)
             _mkdirs(self._tmp, self.root.parent)
-            self._sweep()
+            self._sweep(time.time() - STALE_PARTIAL)
         except OSError as exc:
             raise BlobConfigError(f"cannot use blob directory {self.root}: {exc}") from None
 
@@ -53,22 +52,19 @@ class FileBlobStore(BlobStore):
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*key.split("/"))
 
-    def _sweep(self) -> None:
-        """Remove temp files of dead writers on this host, and any left for a day elsewhere."""
-        now = time.time()
+    def _sweep(self, before: float) -> int:
+        removed = 0
         for part in self._tmp.iterdir():
             host, _, rest = part.name.partition(".")
             try:
-                if host == self._host:
-                    os.kill(int(rest.split(".")[0]), 0)
-                elif now - part.stat().st_mtime < _STALE:
+                dead = host == self._host and not _alive(int(rest.split(".")[0]))
+                if not dead and part.stat().st_mtime >= before:
                     continue
-                else:
-                    raise ProcessLookupError
-            except ProcessLookupError:
-                part.unlink(missing_ok=True)
-            except (ValueError, PermissionError, FileNotFoundError):
+            except (ValueError, FileNotFoundError):
                 continue
+            part.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -170,6 +166,16 @@ class FileBlobStore(BlobStore):
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
         probe.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _overlaps(directory: str, prefix: str) -> bool:

@@ -18,6 +18,7 @@ import io
 import os
 import re
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK",
+    "STALE_PARTIAL",
     "BlobInfo",
     "BlobReader",
     "BlobStore",
@@ -43,20 +45,22 @@ __all__ = [
 ]
 
 CHUNK = 1 << 20
+STALE_PARTIAL = 24 * 3600.0
 MAX_KEY = 512
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=-]{0,127}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9._=/-]{0,512}$")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _SPOOL = 8 << 20
 
-Source = bytes | bytearray | memoryview | os.PathLike[str] | IO[bytes]
-"""What `put` accepts: bytes in memory, a local file's path, or a binary stream read to EOF."""
-
 
 class Readable(Protocol):
     """What a backend's `_put` reads from: `read(n)` until it returns b""."""
 
     def read(self, n: int = -1, /) -> bytes: ...
+
+
+Source = bytes | bytearray | memoryview | os.PathLike[str] | Readable
+"""What `put` accepts: bytes in memory, a local file's path, or a binary stream read to EOF."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +114,7 @@ class HashingReader(io.RawIOBase):
     renamed into place or the upload completed, so a refused put leaves nothing behind.
     """
 
-    def __init__(self, raw: IO[bytes], expected: str | None = None):
+    def __init__(self, raw: Readable, expected: str | None = None):
         super().__init__()
         self._raw = raw
         self._expected = expected
@@ -209,7 +213,7 @@ class BlobReader(io.RawIOBase):
 
 
 @contextlib.contextmanager
-def _as_stream(source: Source) -> Iterator[IO[bytes]]:
+def _as_stream(source: Source) -> Iterator[Readable]:
     if isinstance(source, bytes | bytearray | memoryview):
         yield io.BytesIO(bytes(source))
     elif isinstance(source, os.PathLike):
@@ -323,6 +327,15 @@ class BlobStore(abc.ABC):
         with self._errors():
             self._ping()
 
+    def sweep(self, older_than: float = STALE_PARTIAL) -> int:
+        """Drop what killed writers left (temp files, unfinished multipart uploads).
+
+        Only leftovers older than `older_than` seconds go (a live writer's are younger), or on
+        `file://` those of a dead process of this host. Returns how many; for a periodic job.
+        """
+        with self._errors():
+            return self._sweep(time.time() - older_than)
+
     # ---- content addressing -----------------------------------------------------------------
 
     def put_content(self, source: Source, *, sha256: str | None = None) -> BlobInfo:
@@ -393,3 +406,7 @@ class BlobStore(abc.ABC):
 
     @abc.abstractmethod
     def _ping(self) -> None: ...
+
+    @abc.abstractmethod
+    def _sweep(self, before: float) -> int:
+        """Remove partial writes last touched before `before` (epoch seconds)."""

@@ -3,8 +3,8 @@
 The endpoint, credentials and region come from the standard AWS settings boto3 reads
 (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`, or
 the AWS config files), never from the URL. Puts go through boto3's managed transfer: one PUT
-below `part_size`, a multipart upload above it (parts buffered in memory, at most
-`concurrency` + 1 at a time). S3 makes an object visible only when its PUT or its multipart
+below `part_size`, a multipart upload above it (parts buffered in memory: a streamed put
+holds about `concurrency` + 3 of them at its peak, whatever the blob's size). S3 makes an object visible only when its PUT or its multipart
 upload completes, so a reader never sees a partial blob; a put refused at EOF (digest
 mismatch) aborts the multipart upload.
 """
@@ -57,7 +57,7 @@ class S3BlobStore(BlobStore):
         create: bool = False,
         endpoint: str | None = None,
         part_size: int = 8 * _MiB,
-        concurrency: int = 4,
+        concurrency: int = 2,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
         retries: int = 3,
@@ -256,6 +256,22 @@ class S3BlobStore(BlobStore):
         except bex.ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code")) not in _BUCKET_TAKEN:
                 raise
+
+    def _sweep(self, before: float) -> int:
+        """Abort multipart uploads that writers started and never completed (or were killed)."""
+        pages = self._client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=self.prefix
+        )
+        aborted = 0
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"].timestamp() < before:
+                    with contextlib.suppress(bex.ClientError):  # finished or aborted meanwhile
+                        self._client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        aborted += 1
+        return aborted
 
     def close(self) -> None:
         self._client.close()
