@@ -33,6 +33,7 @@ __all__ = [
     "Depth",
     "Job",
     "JobInfo",
+    "PermanentJobError",
     "Queue",
     "RetryPolicy",
 ]
@@ -42,6 +43,14 @@ STATES = ("scheduled", "ready", "running", "succeeded", "dead")
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _MAX_KEY = 256
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class PermanentJobError(Exception):
+    """A handler's verdict that no retry can help (invalid input): the job is dead at once.
+
+    Raise it for faults in the job itself; anything else a handler raises is taken as a fault
+    of the moment (an engine or a peer down) and retried with backoff.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +263,16 @@ class Queue(abc.ABC):
             with self._errors():
                 return self._retry(job, error, now + self.policy.backoff(job.attempt), now)
         return self._dead(job, error, now)
+
+    def fail(self, job: Job, exc: BaseException) -> bool:
+        """Settle a handler's exception: dead at once if permanent, else retried with backoff.
+
+        A permanent error is recorded as its message alone (it is written for the user, e.g.
+        the bad line of a file); a transient one with its type, for the operator.
+        """
+        if isinstance(exc, PermanentJobError):
+            return self.nack(job, str(exc) or type(exc).__name__, retry=False)
+        return self.nack(job, f"{type(exc).__name__}: {exc}", retry=True)
 
     def release(self, job: Job) -> bool:
         """Give a claimed, not started job back at once, without spending an attempt."""
