@@ -41,20 +41,23 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Dialect:
+    """How one engine spells things; `prefix` qualifies table names (a PostgreSQL schema)."""
+
     name: str
     mark: str  # the driver's placeholder
     real: str
     int64: str
+    prefix: str = ""
 
     def sql(self, text: str) -> str:
-        return text.replace("?", self.mark)
+        return text.replace("{p}", self.prefix).replace("?", self.mark)
 
 
 SQLITE = Dialect("sqlite", "?", "REAL", "INTEGER")
 POSTGRES = Dialect("postgres", "%s", "DOUBLE PRECISION", "BIGINT")
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_entries (
+CREATE TABLE IF NOT EXISTS {p}audit_entries (
     seq {int64} PRIMARY KEY,
     ts {real} NOT NULL,
     time TEXT NOT NULL,
@@ -67,17 +70,17 @@ CREATE TABLE IF NOT EXISTS audit_entries (
     prev TEXT NOT NULL,
     hash TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_entries_ts ON audit_entries (ts);
-CREATE TABLE IF NOT EXISTS audit_head (
+CREATE INDEX IF NOT EXISTS audit_entries_ts ON {p}audit_entries (ts);
+CREATE TABLE IF NOT EXISTS {p}audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 0),
     size {int64} NOT NULL,
     hash TEXT NOT NULL,
     frontier TEXT NOT NULL,
     touched {real} NOT NULL
 );
-INSERT INTO audit_head (id, size, hash, frontier, touched) VALUES (0, 0, '{genesis}', '', 0)
+INSERT INTO {p}audit_head (id, size, hash, frontier, touched) VALUES (0, 0, '{genesis}', '', 0)
     ON CONFLICT (id) DO NOTHING;
-CREATE TABLE IF NOT EXISTS audit_checkpoints (
+CREATE TABLE IF NOT EXISTS {p}audit_checkpoints (
     number {int64} PRIMARY KEY,
     size {int64} NOT NULL,
     ts {real} NOT NULL,
@@ -95,23 +98,35 @@ class Head:
     frontier: Frontier
 
 
+def _exists(conn: Any, d: Dialect) -> bool:
+    if d.name == "sqlite":
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_checkpoints'"
+        return conn.execute(sql).fetchone() is not None
+    row = conn.execute("SELECT to_regclass(%s)", (d.prefix + "audit_checkpoints",)).fetchone()
+    return row[0] is not None
+
+
 def create_tables(conn: Any, d: Dialect) -> None:
-    ddl = _SCHEMA.format(int64=d.int64, real=d.real, genesis=GENESIS)
-    for statement in ddl.split(";"):
+    """Create the tables once; skipped when they exist, since PostgreSQL's CREATE INDEX IF NOT
+    EXISTS still takes a lock that would deadlock with a running append."""
+    if _exists(conn, d):
+        return
+    ddl = _SCHEMA.replace("{int64}", d.int64).replace("{real}", d.real)
+    for statement in ddl.replace("{genesis}", GENESIS).split(";"):
         if statement.strip():
-            conn.execute(statement)
+            conn.execute(statement.replace("{p}", d.prefix))
 
 
 def lock_head(conn: Any, d: Dialect) -> Head:
     # The UPDATE comes first: it takes the write lock (SQLite) or the row lock (PostgreSQL)
     # before anything is read, so no two appenders ever read the same head.
-    conn.execute(d.sql("UPDATE audit_head SET touched = ? WHERE id = 0"), (_time.time(),))
+    conn.execute(d.sql("UPDATE {p}audit_head SET touched = ? WHERE id = 0"), (_time.time(),))
     return head(conn, d)
 
 
 def head(conn: Any, d: Dialect) -> Head:
     size, last, frontier = conn.execute(
-        "SELECT size, hash, frontier FROM audit_head WHERE id = 0"
+        d.sql("SELECT size, hash, frontier FROM {p}audit_head WHERE id = 0")
     ).fetchone()
     return Head(size, last, Frontier.decode(size, frontier))
 
@@ -142,13 +157,13 @@ def append(
         made.append(entry)
     conn.cursor().executemany(
         d.sql(
-            f"INSERT INTO audit_entries ({_COLUMNS.replace('seq, time', 'seq, ts, time')}, hash)"
+            f"INSERT INTO {{p}}audit_entries ({_COLUMNS.replace('seq, time', 'seq, ts, time')}, hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ),
         rows,
     )
     conn.execute(
-        d.sql("UPDATE audit_head SET size = ?, hash = ?, frontier = ? WHERE id = 0"),
+        d.sql("UPDATE {p}audit_head SET size = ?, hash = ?, frontier = ? WHERE id = 0"),
         (h.size + len(records), prev, h.frontier.encode()),
     )
     return made
@@ -165,7 +180,7 @@ def entries(conn: Any, d: Dialect, start: int = 0, stop: int | None = None) -> I
     while stop is None or position < stop:
         limit = 10_000 if stop is None else min(10_000, stop - position)
         rows = conn.execute(
-            d.sql(f"SELECT {_COLUMNS} FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?"),
+            d.sql(f"SELECT {_COLUMNS} FROM {{p}}audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?"),
             (position, limit),
         ).fetchall()
         if not rows:
@@ -178,7 +193,9 @@ def entries(conn: Any, d: Dialect, start: int = 0, stop: int | None = None) -> I
 def stored_hashes(conn: Any, d: Dialect, start: int, stop: int) -> list[tuple[int, str, str]]:
     """(seq, prev, hash) as stored, to compare with what the entries themselves hash to."""
     return conn.execute(
-        d.sql("SELECT seq, prev, hash FROM audit_entries WHERE seq >= ? AND seq < ? ORDER BY seq"),
+        d.sql(
+            "SELECT seq, prev, hash FROM {p}audit_entries WHERE seq >= ? AND seq < ? ORDER BY seq"
+        ),
         (start, stop),
     ).fetchall()
 
@@ -210,30 +227,36 @@ def query(
         where.append("(action = ? OR action LIKE ?)" if action.endswith(".") else "action = ?")
         args.extend([action, action + "%"] if action.endswith(".") else [action])
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    sql = d.sql(f"SELECT {_COLUMNS} FROM audit_entries{clause} ORDER BY seq LIMIT ?")
+    sql = d.sql(f"SELECT {_COLUMNS} FROM {{p}}audit_entries{clause} ORDER BY seq LIMIT ?")
     return [_entry(row) for row in conn.execute(sql, (*args, limit)).fetchall()]
 
 
 def store_checkpoint(conn: Any, d: Dialect, size: int, ts: float, text: str) -> int:
-    number = conn.execute("SELECT COALESCE(MAX(number), -1) + 1 FROM audit_checkpoints").fetchone()
+    number = conn.execute(
+        d.sql("SELECT COALESCE(MAX(number), -1) + 1 FROM {p}audit_checkpoints")
+    ).fetchone()
     conn.execute(
-        d.sql("INSERT INTO audit_checkpoints (number, size, ts, text) VALUES (?, ?, ?, ?)"),
+        d.sql("INSERT INTO {p}audit_checkpoints (number, size, ts, text) VALUES (?, ?, ?, ?)"),
         (number[0], size, ts, text),
     )
     return number[0]
 
 
 def last_checkpoint(conn: Any, d: Dialect) -> str | None:
-    row = conn.execute("SELECT text FROM audit_checkpoints ORDER BY number DESC LIMIT 1").fetchone()
+    row = conn.execute(
+        d.sql("SELECT text FROM {p}audit_checkpoints ORDER BY number DESC LIMIT 1")
+    ).fetchone()
     return None if row is None else row[0]
 
 
 def checkpoints(conn: Any, d: Dialect, max_size: int | None = None) -> list[str]:
     if max_size is None:
-        rows = conn.execute("SELECT text FROM audit_checkpoints ORDER BY number").fetchall()
+        rows = conn.execute(
+            d.sql("SELECT text FROM {p}audit_checkpoints ORDER BY number")
+        ).fetchall()
     else:
         rows = conn.execute(
-            d.sql("SELECT text FROM audit_checkpoints WHERE size <= ? ORDER BY number"),
+            d.sql("SELECT text FROM {p}audit_checkpoints WHERE size <= ? ORDER BY number"),
             (max_size,),
         ).fetchall()
     return [r[0] for r in rows]

@@ -12,6 +12,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -112,11 +113,11 @@ class PostgresDB(AuditDB):
         if not _IDENT.match(schema):
             raise AuditStoreError(f"bad postgres schema name {schema!r}")
         self._psycopg = psycopg
+        self.dialect = replace(_sql.POSTGRES, prefix=f'"{schema}".')
         self._lock = threading.RLock()
         try:
             self._db = psycopg.connect(conninfo, autocommit=True)
             self._db.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            self._db.execute(f'SET search_path TO "{schema}"')
         except psycopg.Error as exc:
             raise AuditStoreError(f"postgres audit store unreachable: {exc}") from None
         with self.transaction() as conn:

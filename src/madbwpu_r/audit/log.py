@@ -55,7 +55,7 @@ class AuditLog:
             prev = Checkpoint.parse(last).body_hash() if last else None
             cp = Checkpoint(self.origin, head.size, head.frontier.root(), now, prev).signed(key)
             _sql.store_checkpoint(tx, self.db.dialect, cp.size, now, cp.text())
-        return cp
+        return Checkpoint.parse(cp.text())  # the time as the text has it (microseconds)
 
     def size(self) -> int:
         with self.db.read() as conn:

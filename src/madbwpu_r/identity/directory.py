@@ -24,7 +24,7 @@ from madbwpu_r.signing import canonical_json, digest, fingerprint, public_key_fr
 __all__ = ["Identity", "IdentityDirectory"]
 
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS identity_acts ("
+    "CREATE TABLE IF NOT EXISTS {p}identity_acts ("
     " number {int64} PRIMARY KEY, body TEXT NOT NULL, signature TEXT NOT NULL)"
 )
 
@@ -60,19 +60,21 @@ class IdentityDirectory:
     def __init__(self, db: AuditDB):
         self.db = db
         with db.transaction() as tx:
-            tx.execute(_SCHEMA.format(int64=db.dialect.int64))
+            tx.execute(db.dialect.sql(_SCHEMA.replace("{int64}", db.dialect.int64)))
         self._lock = threading.Lock()
         self._cached: tuple[int, dict[str, Member]] = (-1, {})
 
     # ---- reads ------------------------------------------------------------------------------
 
     def _load(self, conn: Any) -> list[SignedAct]:
-        rows = conn.execute("SELECT body, signature FROM identity_acts ORDER BY number").fetchall()
+        sql = self.db.dialect.sql("SELECT body, signature FROM {p}identity_acts ORDER BY number")
+        rows = conn.execute(sql).fetchall()
         return [SignedAct(orjson.loads(body), sig) for body, sig in rows]
 
     def _members(self) -> dict[str, Member]:
         with self.db.read() as conn:
-            count = conn.execute("SELECT count(*) FROM identity_acts").fetchone()[0]
+            sql = self.db.dialect.sql("SELECT count(*) FROM {p}identity_acts")
+            count = conn.execute(sql).fetchone()[0]
             with self._lock:
                 if self._cached[0] == count:
                     return self._cached[1]
@@ -125,7 +127,9 @@ class IdentityDirectory:
                 members = replay(acts)
                 check_act(members, act)
                 tx.execute(
-                    d.sql("INSERT INTO identity_acts (number, body, signature) VALUES (?, ?, ?)"),
+                    d.sql(
+                        "INSERT INTO {p}identity_acts (number, body, signature) VALUES (?, ?, ?)"
+                    ),
                     (len(acts), canonical_json(act.body).decode(), act.signature),
                 )
                 _sql.append(tx, d, [record])
