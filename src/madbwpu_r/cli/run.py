@@ -58,6 +58,10 @@ def up(
     from madbwpu_r.launcher import Stack
 
     configure_logging("up")
+    if not (data_dir / "project.sqlite").exists():  # a new data dir: its identities and logs
+        from madbwpu_r.identity.setup import init_project
+
+        init_project(data_dir)
     stack = Stack(
         data_dir,
         host=host,
