@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -275,11 +274,14 @@ def test_bad_arguments_are_refused(q: Queue) -> None:
     assert q.list() == []
 
 
-def test_tx_is_refused_on_a_foreign_connection(q: Queue, tmp_path) -> None:
-    other = sqlite3.connect(tmp_path / "other.sqlite")
+def test_a_caller_named_job_is_enqueued_once(q: Queue) -> None:
+    """An outbox relay delivering the same row twice must not make two jobs."""
+    assert q.enqueue("work", {"n": 1}, job_id="outbox-job-1") == "outbox-job-1"
+    assert q.enqueue("work", {"n": 2}, job_id="outbox-job-1") == "outbox-job-1"
+    assert [(i.id, i.payload) for i in q.list()] == [("outbox-job-1", {"n": 1})]
+    job = q.claim("work")[0]
+    assert q.ack(job)
+    assert q.enqueue("work", {"n": 3}, job_id="outbox-job-1") == "outbox-job-1"
+    assert q.get("outbox-job-1").state == "succeeded"
     with pytest.raises(InvalidJob):
-        q.enqueue("work", {}, tx=other)
-    with pytest.raises(InvalidJob):
-        q.enqueue("work", {}, tx="not a connection")
-    other.close()
-    assert q.list() == []
+        q.enqueue("work", {}, job_id="not a valid id!")

@@ -41,6 +41,7 @@ DEFAULT_LEASE = 10.0
 STATES = ("scheduled", "ready", "running", "succeeded", "dead")
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _MAX_KEY = 256
+_JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +145,13 @@ class Queue(abc.ABC):
         delay: float | None = None,
         priority: int = 0,
         max_attempts: int | None = None,
-        tx: Any = None,
+        job_id: str | None = None,
     ) -> str:
-        """Add a job; with an idempotency key already used on this queue, return that job's id."""
+        """Add a job; with an idempotency key already used on this queue, return that job's id.
+
+        `job_id` lets the caller name the job (an outbox relay re-delivering the same row):
+        enqueueing an id the queue already holds changes nothing and returns that id.
+        """
         _check_queue(queue)
         if not isinstance(payload, dict):
             raise InvalidJob("payload must be a JSON object (dict)")
@@ -159,6 +164,8 @@ class Queue(abc.ABC):
             raise InvalidJob("delay must be a finite number of seconds >= 0")
         if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > 1000:
             raise InvalidJob("priority must be an integer in -1000..1000")
+        if job_id is not None and (not isinstance(job_id, str) or not _JOB_ID.match(job_id)):
+            raise InvalidJob("job_id must be 1..64 characters of A-Z a-z 0-9 _ . : -")
         if max_attempts is None:
             max_attempts = self.policy.max_attempts
         if not isinstance(max_attempts, int) or max_attempts < 1:
@@ -167,7 +174,7 @@ class Queue(abc.ABC):
         now = time.time()
         with self._errors():
             return self._insert(
-                new_job_id(),
+                job_id or new_job_id(),
                 queue,
                 data,
                 idempotency_key,
@@ -175,7 +182,6 @@ class Queue(abc.ABC):
                 now,
                 priority,
                 max_attempts,
-                tx,
             )
 
     def claim(
@@ -329,8 +335,8 @@ class Queue(abc.ABC):
         now: float,
         priority: int,
         max_attempts: int,
-        tx: Any,
-    ) -> str: ...
+    ) -> str:
+        """Insert a job; an id or idempotency key already present returns that job's id."""
 
     @abc.abstractmethod
     def _claim(

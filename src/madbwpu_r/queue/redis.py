@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from madbwpu_r.queue.errors import InvalidJob, QueueConfigError, QueueError, QueueUnavailable
+from madbwpu_r.queue.errors import QueueConfigError, QueueError, QueueUnavailable
 from madbwpu_r.queue.port import (
     DEFAULT_LEASE,
     Depth,
@@ -67,6 +67,7 @@ end
 
 _ENQUEUE = """
 local id, q, key, now, run_at, prio = ARGV[2], ARGV[3], ARGV[5], ARGV[7], ARGV[6], ARGV[8]
+if redis.call('EXISTS', P .. ':job:' .. id) == 1 then return id end
 if key ~= '' then
   local ik = P .. ':idem:' .. q .. ':' .. key
   local existing = redis.call('GET', ik)
@@ -365,10 +366,7 @@ class RedisQueue(Queue):
         now: float,
         priority: int,
         max_attempts: int,
-        tx: Any,
     ) -> str:
-        if tx is not None:
-            raise InvalidJob("tx= is only supported by the SQLite queue")
         found = self._run(
             "enqueue",
             job_id,
