@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -60,7 +61,7 @@ def _cached(request: Request, body: object, etag: str, cache_control: str, keys:
 
 def list_datasets(request: Request) -> Response:
     state = _state(request)
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "name": d.name,
             "versions": d.versions,

@@ -180,7 +180,8 @@ class SQLQueue(Queue):
         return None if row is None else _info(row, now)
 
     def _list(self, queue: str | None, state: str | None, limit: int, now: float) -> list[JobInfo]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if queue is not None:
             where.append("queue = ?")
             args.append(queue)
