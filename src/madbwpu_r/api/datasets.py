@@ -121,7 +121,7 @@ def rows(request: Request) -> Response:
             limit=query.limit,
         )
     except QueryError as exc:
-        extra = {"parameter": exc.parameter} if exc.parameter else {}
+        extra: dict[str, Any] = {"parameter": exc.parameter} if exc.parameter else {}
         raise ProblemError(400, detail=str(exc), **extra) from None
     next_url = None
     if page.next_cursor:

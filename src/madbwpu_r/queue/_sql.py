@@ -159,7 +159,7 @@ class SQLQueue(Queue):
             f" WHERE state = 'running' AND consumer = ? AND queue IN ({marks})"
         )
         with self._write() as db:
-            return db.execute(sql, (now, now, consumer, *queues)).rowcount
+            return int(db.execute(sql, (now, now, consumer, *queues)).rowcount)
 
     def _revive(self, job_id: str, now: float) -> bool:
         sql = (
