@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -229,6 +229,22 @@ push(cur[5], cur[6], id, jk)
 return 1
 """
 
+_EXPIRE = """
+local now, consumer = ARGV[2], ARGV[3]
+local n = 0
+for i = 4, #ARGV do
+  local lk = P .. ':leases:' .. ARGV[i]
+  for _, id in ipairs(redis.call('ZRANGE', lk, 0, -1)) do
+    local cur = redis.call('HMGET', P .. ':job:' .. id, 'consumer', 'state')
+    if cur[1] == consumer and cur[2] == 'running' then
+      redis.call('ZADD', lk, 'XX', now, id)
+      n = n + 1
+    end
+  end
+end
+return n
+"""
+
 _REVIVE = """
 local id, now = ARGV[2], ARGV[3]
 local jk = P .. ':job:' .. id
@@ -301,6 +317,7 @@ class RedisQueue(Queue):
                 ("retry", _RETRY),
                 ("bury", _BURY),
                 ("release", _RELEASE),
+                ("expire", _EXPIRE),
                 ("revive", _REVIVE),
                 ("depth", _DEPTH),
             )
@@ -362,7 +379,7 @@ class RedisQueue(Queue):
             max_attempts,
             self.retention,
         )
-        return found.decode()
+        return cast(bytes, found).decode()
 
     def _claim(
         self, queues: list[str], n: int, lease: float, consumer: str, now: float
@@ -391,6 +408,9 @@ class RedisQueue(Queue):
     def _release(self, job: Job, now: float) -> bool:
         return bool(self._run("release", job.id, job.receipt, repr(now)))
 
+    def _expire(self, consumer: str, queues: list[str], now: float) -> int:
+        return int(self._run("expire", repr(now), consumer, *queues))
+
     def _revive(self, job_id: str, now: float) -> bool:
         return bool(self._run("revive", job_id, repr(now)))
 
@@ -400,14 +420,16 @@ class RedisQueue(Queue):
         return Depth(int(ready), int(inflight), int(scheduled), int(dead), age)
 
     def _get(self, job_id: str, now: float) -> JobInfo | None:
-        return _info(job_id, self._r.hgetall(f"{self._p}:job:{job_id}"), now)
+        fields = cast(dict[bytes, bytes], self._r.hgetall(f"{self._p}:job:{job_id}"))
+        return _info(job_id, fields, now)
 
     def _list(self, queue: str | None, state: str | None, limit: int, now: float) -> list[JobInfo]:
         index = f"{self._p}:index" + (f":{queue}" if queue else "")
         found: list[JobInfo] = []
         start, page = 0, max(limit, 200)
         while len(found) < limit:
-            ids = [i.decode() for i in self._r.zrevrange(index, start, start + page - 1)]
+            entries = cast(list[bytes], self._r.zrevrange(index, start, start + page - 1))
+            ids = [i.decode() for i in entries]
             if not ids:
                 break
             pipe = self._r.pipeline(transaction=False)
