@@ -115,7 +115,9 @@ def test_overwrite_replaces_whole(store: BlobStore) -> None:
     assert store.stat("k").size == 3
 
 
-@pytest.mark.parametrize("size", [10, 11 * MiB], ids=["single", "multipart"])
+@pytest.mark.parametrize(
+    "size", [10, 5 * MiB, 10 * MiB, 11 * MiB], ids=["single", "1part", "2parts", "3parts"]
+)
 def test_expected_digest_accepted_and_mismatch_refused(store: BlobStore, size: int) -> None:
     data = pattern(size)
     assert store.put("ok", Trickle(data), sha256=sha(data)).sha256 == sha(data)
