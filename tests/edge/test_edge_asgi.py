@@ -234,4 +234,5 @@ def test_no_purge_token_means_purges_are_refused():
 def test_exported_names():
     import madbwpu_r.edge as edge
 
-    assert sorted(edge.__all__) == ["EdgeApp", "EdgeConfig", "Invalidator", "create_app"]
+    assert sorted(edge.__all__) == ["EdgeApp", "EdgeConfig", "create_app"]
+    assert edge.EdgeConfig is EdgeConfig and edge.create_app is create_app

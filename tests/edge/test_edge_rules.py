@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from madbwpu_r.edge.entry import Entry
-from madbwpu_r.edge.purge import Generations, PurgeMessage, Sequencer, url_key
+from madbwpu_r.edge.purge import Generations, Sequencer, url_key
 from madbwpu_r.edge.rules import (
     corrected_initial_age,
     etag_matches,
@@ -17,6 +17,7 @@ from madbwpu_r.edge.rules import (
     response_policy,
 )
 from madbwpu_r.edge.store import Store, secondary_key, vary_fields
+from madbwpu_r.purge.message import PurgeMessage
 
 NOW = 1_800_000_000.0
 

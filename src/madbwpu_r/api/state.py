@@ -1,4 +1,4 @@
-"""What one API process holds: its environment's store, queue, version files and edge client."""
+"""What one API process holds: its environment's store, queue, version files and purger."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from madbwpu_r.config import EnvPaths
-from madbwpu_r.edge.client import Invalidator
+from madbwpu_r.purge import Purger, open_purger
 from madbwpu_r.queue import Queue, open_queue
 from madbwpu_r.store.port import MetadataStore
 from madbwpu_r.store.sqlite import SQLiteMetadataStore
@@ -43,13 +43,13 @@ class ApiState:
         # Only a queue in the store's own SQLite file can join its transactions.
         self.queue_joins_store = queue_url == self.paths.default_queue_url
         self.versions = VersionFiles(self.paths.versions_dir)
-        self.invalidator = Invalidator(
-            edges=list(settings.edges),
+        self.invalidator: Purger = open_purger(
+            [*settings.edges, *([settings.redis_url] if settings.redis_url else [])],
             token=settings.purge_token,
-            redis_url=settings.redis_url,
             channel=settings.redis_channel,
         )
 
     def close(self) -> None:
+        self.invalidator.close()
         self.queue.close()
         self.store.close()

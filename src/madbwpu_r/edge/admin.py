@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,12 +10,10 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from madbwpu_r.edge.purge import PurgeMessage
+from madbwpu_r.edge.node import EdgeNode
 from madbwpu_r.problems import problem_response
+from madbwpu_r.purge.message import PurgeMessage
 from madbwpu_r.security import bearer_token, tokens_equal
-
-if TYPE_CHECKING:
-    from madbwpu_r.edge.app import EdgeApp
 
 MAX_PURGE_BODY = 4 * 2**20
 
@@ -29,12 +27,12 @@ def _json(data: Any, status: int = 200) -> Response:
     )
 
 
-async def handle(edge: EdgeApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def handle(edge: EdgeNode, scope: dict[str, Any], receive: Any, send: Any) -> None:
     response = await _route(edge, Request(scope, receive))
     await response(scope, receive, send)
 
 
-async def _route(edge: EdgeApp, request: Request) -> Response:
+async def _route(edge: EdgeNode, request: Request) -> Response:
     path, method = request.url.path, request.method
     if path == "/_edge/purge":
         if method != "POST":
@@ -55,7 +53,7 @@ async def _route(edge: EdgeApp, request: Request) -> Response:
     return problem_response(404, detail=f"No edge endpoint {path}.")
 
 
-async def _purge(edge: EdgeApp, request: Request) -> Response:
+async def _purge(edge: EdgeNode, request: Request) -> Response:
     if not tokens_equal(bearer_token(request), edge.config.purge_token):
         detail = (
             "This edge has no purge token configured; purges are disabled."

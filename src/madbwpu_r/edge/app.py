@@ -16,13 +16,13 @@ from madbwpu_r.edge import admin
 from madbwpu_r.edge.coalesce import ERROR, RELEASE, Coalescer, Fill
 from madbwpu_r.edge.config import EdgeConfig
 from madbwpu_r.edge.entry import Entry
-from madbwpu_r.edge.fastpath import SLOW_FIELDS
 from madbwpu_r.edge.fill import CC, FillMixin, Outcome, Scope
 from madbwpu_r.edge.invalidation import PurgeMixin
 from madbwpu_r.edge.origin import Origin, OriginError, RawHeaders, response_headers
 from madbwpu_r.edge.purge import Generations, Sequencer, url_key
 from madbwpu_r.edge.ranges import byte_range, if_range_holds
 from madbwpu_r.edge.rules import (
+    SLOW_FIELDS,
     delta_seconds,
     header_fields,
     parse_cache_control,
@@ -564,6 +564,9 @@ class EdgeApp(FillMixin, PurgeMixin):
         elif not parts.path.startswith("/"):
             return None
         return url_key(url)
+
+    def entry_count(self) -> int:
+        return len(self.store)
 
     def snapshot(self) -> dict[str, Any]:
         return {

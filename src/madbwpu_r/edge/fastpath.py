@@ -17,22 +17,6 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-# Request fields whose presence needs the full rules (conditionals, request directives, ranges).
-SLOW_FIELDS = frozenset(
-    {
-        b"cache-control",
-        b"pragma",
-        b"if-none-match",
-        b"if-modified-since",
-        b"range",
-        b"if-range",
-        b"if-match",
-        b"if-unmodified-since",
-        b"connection",
-        b"expect",
-    }
-)
-
 
 class FastHitProtocol(HttpToolsProtocol):
     _fast_done = False

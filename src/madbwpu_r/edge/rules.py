@@ -36,6 +36,23 @@ UNDERSTOOD_STATUSES = HEURISTIC_STATUSES | frozenset(
     }
 )
 ERROR_STATUSES = frozenset({500, 502, 503, 504})
+# Request fields whose presence needs the full rules (conditionals, request directives, ranges).
+SLOW_FIELDS = frozenset(
+    {
+        b"cache-control",
+        b"pragma",
+        b"if-none-match",
+        b"if-modified-since",
+        b"range",
+        b"if-range",
+        b"if-match",
+        b"if-unmodified-since",
+        b"connection",
+        b"expect",
+    }
+)
+
+
 _SURROGATE_OVERRIDES = frozenset(
     {
         "no-store",
