@@ -1,4 +1,8 @@
-"""The edge's own endpoints: /healthz, /metrics, /_edge/stats and the authenticated purge."""
+"""The edge's own endpoints: /healthz (public), and behind a token /metrics, /_edge/stats, purges.
+
+Stats and metrics name the origin and the cache's contents: the purge token or the admin
+token opens them; purges need the purge token.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from madbwpu_r.edge.node import EdgeNode
+from madbwpu_r.edge.rules import header_fields
 from madbwpu_r.problems import problem_response
 from madbwpu_r.purge.message import PurgeMessage
 from madbwpu_r.security import bearer_token, tokens_equal
@@ -32,8 +37,24 @@ async def handle(edge: EdgeNode, scope: dict[str, Any], receive: Any, send: Any)
     await response(scope, receive, send)
 
 
+def _unauthorized(detail: str) -> Response:
+    return problem_response(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _may_inspect(edge: EdgeNode, request: Request) -> bool:
+    given = bearer_token(request)
+    # Both compared, in constant time each, whichever matches.
+    purge = tokens_equal(given, edge.config.purge_token)
+    admin = tokens_equal(given, edge.config.admin_token)
+    return purge or admin
+
+
 async def _route(edge: EdgeNode, request: Request) -> Response:
     path, method = request.url.path, request.method
+    host = header_fields(request.scope["headers"]).get(b"host")
+    problem = edge.hosts.problem(host, request.scope["http_version"])
+    if problem is not None:
+        return problem_response(400, detail=problem, headers={"Connection": "close"})
     if path == "/_edge/purge":
         if method != "POST":
             return problem_response(405, detail="Use POST.", headers={"Allow": "POST"})
@@ -42,6 +63,8 @@ async def _route(edge: EdgeNode, request: Request) -> Response:
         return problem_response(405, detail="Use GET.", headers={"Allow": "GET, HEAD"})
     if path == "/healthz":
         return _json({"status": "ok", "edge": edge.config.name})
+    if path in ("/metrics", "/_edge/stats") and not _may_inspect(edge, request):
+        return _unauthorized("A valid 'Authorization: Bearer <purge or admin token>' is required.")
     if path == "/metrics":
         return Response(
             generate_latest(edge.registry),
@@ -60,7 +83,7 @@ async def _purge(edge: EdgeNode, request: Request) -> Response:
             if not edge.config.purge_token
             else "A valid 'Authorization: Bearer <purge token>' header is required."
         )
-        return problem_response(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+        return _unauthorized(detail)
     body = b""
     async for chunk in request.stream():
         body += chunk

@@ -122,7 +122,7 @@ class FillMixin:
             )
             return Outcome("error", error=str(exc))
         response_time = time()
-        if not 100 <= response.status_code <= 599:
+        if not 200 <= response.status_code <= 599:  # interim 1xx are never final, never stored
             await response.aclose()
             self.stats.origin_errors += 1
             return Outcome("error", error=f"origin sent invalid status {response.status_code}")

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from madbwpu_r.edge.config import EdgeConfig
+from madbwpu_r.edge.host import Hosts
 from madbwpu_r.purge.message import PurgeMessage
 
 __all__ = ["EdgeNode"]
@@ -20,6 +21,7 @@ class EdgeNode(Protocol):
     config: EdgeConfig
     registry: CollectorRegistry
     redis_connected: bool
+    hosts: Hosts
 
     def apply_purge(self, message: PurgeMessage) -> dict[str, Any]: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,6 +25,22 @@ FILL_STRIPPED = frozenset(
     }
 )
 
+
+# What proxies in front may say about the client. The edge trusts none of it from a client: it
+# drops these and sets its own (README "What the edge forwards, and trusts").
+FORWARDING = frozenset(
+    {
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"x-forwarded-port",
+        b"x-forwarded-prefix",
+        b"x-real-ip",
+    }
+)
+# Handled by the edge itself (uvicorn answers 100-continue), never passed on.
+EDGE_ONLY = frozenset({b"expect"})
 
 BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Only these are sent again, and only when the first try provably never reached the origin.
@@ -74,6 +91,9 @@ class Origin:
         self.transport = transport
         self._client: httpx.AsyncClient | None = None
         self.retries = 1  # once, for GET/HEAD that never reached the origin
+        # Host is replaced by the origin's, Content-Length re-sent only with a body.
+        self.dropped = HOP_BY_HOP | FORWARDING | EDGE_ONLY | {b"host", b"content-length"}
+        self.forwarded_host = config.forwarded_host.encode() if config.forwarded_host else None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -102,46 +122,50 @@ class Origin:
         fill: bool,
         extra: RawHeaders = (),  # type: ignore[assignment]
     ) -> RawHeaders:
-        drop = _connection_tokens(raw) | HOP_BY_HOP
+        drop = _connection_tokens(raw) | self.dropped
         out: RawHeaders = []
-        forwarded_for = b""
-        original_host = b""
         via = b""
         for name, value in raw:
-            if name in drop or name == b"content-length":
-                continue
-            if name == b"host":
-                original_host = value
+            if name in drop:
                 continue
             if fill and name in FILL_STRIPPED:
-                continue
-            if name == b"x-forwarded-for":
-                forwarded_for = value + b", "
                 continue
             if name == b"via":
                 via = value
                 continue
-            if name == b"x-forwarded-proto":
-                continue
             out.append((name, value.strip()))
         out.append((b"host", self.host))
+        # Replaced, never appended to: a client's own values could poison what the origin
+        # builds from them, and the cache key does not include them.
+        forwarded = [b"proto=http"]
         if client:
-            out.append((b"x-forwarded-for", forwarded_for + client[0].encode()))
-        if original_host:
-            out.append((b"x-forwarded-host", original_host))
+            address = client[0].encode()
+            out.append((b"x-forwarded-for", address))
+            forwarded.insert(0, b'for="[%s]"' % address if b":" in address else b"for=" + address)
+        if self.forwarded_host:
+            out.append((b"x-forwarded-host", self.forwarded_host))
+            forwarded.append(b'host="%s"' % self.forwarded_host)
         out.append((b"x-forwarded-proto", b"http"))
+        out.append((b"forwarded", b";".join(forwarded)))
         # RFC 9110 7.6.3: a gateway sends Via on every request it forwards.
         out.append((b"via", (via + b", " if via else b"") + self.via))
         out.extend(extra)
         return out
 
     async def send(
-        self, method: str, target: bytes, headers: RawHeaders, body: bytes = b""
+        self,
+        method: str,
+        target: bytes,
+        headers: RawHeaders,
+        body: AsyncIterable[bytes] | None = None,
     ) -> httpx.Response:
+        """`body` is streamed as it arrives (never retried); its exceptions propagate."""
         url = self.base + target.decode("latin-1")
-        retries = self.retries if method in RETRIED else 0
+        retries = self.retries if method in RETRIED and body is None else 0
         # An empty body is still sent (Content-Length: 0) for methods that carry one.
-        content = body if body or method not in BODILESS else None
+        content: AsyncIterable[bytes] | bytes | None = body
+        if body is None and method not in BODILESS:
+            content = b""
         for attempt in range(retries + 1):
             delivery = _Delivery()
             request = httpx.Request(
