@@ -48,6 +48,10 @@ class EnvPaths:
         return self.root / "supervisor.json"
 
     @property
+    def default_store_url(self) -> str:
+        return "sqlite:///" + str(self.state_db.resolve())
+
+    @property
     def default_queue_url(self) -> str:
         return "sqlite:///" + str(self.state_db.resolve())
 

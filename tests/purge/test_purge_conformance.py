@@ -69,3 +69,17 @@ def test_an_unreachable_target_is_reported_never_raised(deployment):
         else:
             assert report.published is not None and report.published["ok"] is False
             assert "error" in report.published
+
+
+def test_a_callers_own_sequence_is_sent_as_is(deployment, origin, uniq, wait_for):
+    """An outbox row's durable (epoch, seq): delivered twice after a crash, it is one purge."""
+    path = _cache(deployment, origin, uniq, "seq", f"{uniq}:seq")
+    purger = deployment.purger()
+    first = purger.purge(keys=[f"{uniq}:seq"], sequence=("outbox-epoch", 1))
+    again = asyncio.run(purger.apurge(keys=[f"{uniq}:seq"], sequence=("outbox-epoch", 1)))
+    assert (first.epoch, first.seq, again.seq) == ("outbox-epoch", 1, 1)
+    assert purger.seq == 0  # the purger's own numbering is untouched
+    wait_for(lambda: all(e.stats()["purges"] == 2 for e in deployment.edges))
+    assert all(e.stats()["drops"] == 0 for e in deployment.edges)  # a duplicate, not a gap
+    assert {e.get(path).headers["x-cache"] for e in deployment.edges} == {"MISS"}
+    assert first.as_dict()["ok"] is True and first.as_dict()["seq"] == 1

@@ -13,7 +13,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from madbwpu_r.purge.message import PurgeMessage
@@ -62,7 +62,11 @@ class PurgeReport:
 
     @property
     def ok(self) -> bool:
+        """Delivered everywhere: no edge failed and the publish (if any) succeeded."""
         return not self.failed and (self.published is None or bool(self.published.get("ok")))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
 
 
 class Purger(abc.ABC):
@@ -73,28 +77,48 @@ class Purger(abc.ABC):
         self._order = threading.Lock()
         self._alock: asyncio.Lock | None = None
 
-    def _next(self, keys: Sequence[str], urls: Sequence[str], soft: bool) -> PurgeMessage:
-        with self._lock:
-            self.seq += 1
-            seq = self.seq
-        return PurgeMessage(keys=list(keys), urls=list(urls), soft=soft, epoch=self.epoch, seq=seq)
+    def _next(
+        self,
+        keys: Sequence[str],
+        urls: Sequence[str],
+        soft: bool,
+        sequence: tuple[str, int] | None = None,
+    ) -> PurgeMessage:
+        if sequence is None:
+            with self._lock:
+                self.seq += 1
+                sequence = (self.epoch, self.seq)
+        epoch, seq = sequence
+        return PurgeMessage(keys=list(keys), urls=list(urls), soft=soft, epoch=epoch, seq=seq)
 
     def purge(
-        self, keys: Sequence[str] = (), urls: Sequence[str] = (), soft: bool = False
+        self,
+        keys: Sequence[str] = (),
+        urls: Sequence[str] = (),
+        soft: bool = False,
+        sequence: tuple[str, int] | None = None,
     ) -> PurgeReport:
-        """From sync code. Blocks until every target answered or timed out."""
+        """From sync code; blocks until every target answered or timed out.
+
+        `sequence` is the caller's own durable (epoch, seq), e.g. an outbox row's, so a purge
+        delivered again after a crash is the same message (an edge sees a duplicate, no gap).
+        """
         with self._order:  # in order, so edges never see a false gap
-            message = self._next(keys, urls, soft)
+            message = self._next(keys, urls, soft, sequence)
             return PurgeReport.of(message, self._deliver(message))
 
     async def apurge(
-        self, keys: Sequence[str] = (), urls: Sequence[str] = (), soft: bool = False
+        self,
+        keys: Sequence[str] = (),
+        urls: Sequence[str] = (),
+        soft: bool = False,
+        sequence: tuple[str, int] | None = None,
     ) -> PurgeReport:
         """From async code: never blocks the event loop."""
         if self._alock is None:
             self._alock = asyncio.Lock()
         async with self._alock:
-            message = self._next(keys, urls, soft)
+            message = self._next(keys, urls, soft, sequence)
             return PurgeReport.of(message, await self._adeliver(message))
 
     @abc.abstractmethod
