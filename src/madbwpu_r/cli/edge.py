@@ -53,7 +53,7 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 def _field_name(value: str) -> str:
     if not _TOKEN.match(value) or value.lower() in ("cache-control", "cdn-cache-control"):
         raise typer.BadParameter(
-            f"{value!r} is not a field name for targeted cache control (e.g. Edge7-Cache-Control)",
+            f"not a field name: {value!r} (use one of its own, e.g. Edge7-Cache-Control)",
             param_hint="--targeted-cache-control",
         )
     return value.lower()
@@ -153,6 +153,13 @@ def register(app: typer.Typer) -> None:
         limit, object_limit = parse_size(max_bytes), parse_size(max_object_bytes)
         if object_limit > limit:
             raise typer.BadParameter("--max-object-bytes must not exceed --max-bytes")
+        head_limit, url_limit = parse_size(max_header_bytes), parse_size(max_url_bytes)
+        if head_limit < 1024:
+            raise typer.BadParameter("must be at least 1KiB", param_hint="--max-header-bytes")
+        if not 256 <= url_limit <= head_limit:
+            raise typer.BadParameter(
+                "must be at least 256 and at most --max-header-bytes", param_hint="--max-url-bytes"
+            )
         targeted = tuple(_field_name(n) for n in targeted_cache_control or [])
         configure_logging("edge", log_level.upper())
         config = EdgeConfig(
@@ -163,9 +170,9 @@ def register(app: typer.Typer) -> None:
             redis_url=redis_url or None,
             redis_channel=redis_channel,
             name=name,
-            max_header_bytes=parse_size(max_header_bytes),
+            max_header_bytes=head_limit,
             max_headers=max_headers,
-            max_url_bytes=parse_size(max_url_bytes),
+            max_url_bytes=url_limit,
             max_body_bytes=parse_size(max_body_bytes),
             targeted_cache_control=(*targeted, "cdn-cache-control"),
             forward_targeted_cache_control=forward_targeted_cache_control,

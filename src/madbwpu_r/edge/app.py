@@ -555,7 +555,7 @@ class EdgeApp(FillMixin, PurgeMixin):
             )
             return None
         self.stats.passes += 1
-        kept, fields = response_headers(response)
+        kept, fields, _ = response_headers(response, self.origin.hidden)
         if b"content-length" in fields:
             kept.append((b"content-length", fields[b"content-length"]))
         await self._stream(send, method, Outcome("stream", response=response, headers=kept))

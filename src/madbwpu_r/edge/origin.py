@@ -94,6 +94,9 @@ class Origin:
         # Host is replaced by the origin's, Content-Length re-sent only with a body.
         self.dropped = HOP_BY_HOP | FORWARDING | EDGE_ONLY | {b"host", b"content-length"}
         self.forwarded_host = config.forwarded_host.encode() if config.forwarded_host else None
+        # Response fields addressed to this edge (RFC 9213 targets, Surrogate-Control).
+        targeted = () if config.forward_targeted_cache_control else config.targeted_cache_control
+        self.hidden = frozenset({b"surrogate-control", *(t.encode() for t in targeted)})
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -185,14 +188,20 @@ class Origin:
         raise AssertionError("unreachable")
 
 
-def response_headers(response: httpx.Response) -> tuple[RawHeaders, dict[bytes, bytes]]:
-    """(headers to store/forward, all fields joined by name for the caching rules)."""
+def response_headers(
+    response: httpx.Response, hidden: frozenset[bytes] = frozenset()
+) -> tuple[RawHeaders, dict[bytes, bytes], RawHeaders]:
+    """(headers to store/forward, all fields joined by name for the caching rules, fields
+    meant for this edge only: kept for the rules, e.g. after a 304, but never sent on)."""
     raw = [(n.lower(), v) for n, v in response.headers.raw]
     drop = _connection_tokens(raw) | HOP_BY_HOP | COMPUTED
     kept: RawHeaders = []
+    private: RawHeaders = []
     fields: dict[bytes, bytes] = {}
     for name, value in raw:
         fields[name] = fields[name] + b", " + value if name in fields else value
-        if name not in drop:
+        if name in hidden:
+            private.append((name, value))
+        elif name not in drop:
             kept.append((name, value))
-    return kept, fields
+    return kept, fields, private
