@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
         admin_token: str | None = typer.Option(
             None,
             envvar="MADBWPU_R_EDGE_ADMIN_TOKEN",
-            help="Bearer token that opens /metrics and /_edge/stats (the purge token does too).",
+            help="Bearer token that opens /_edge/stats (the purge token does too).",
         ),
         log_level: str = typer.Option("warning", help="Log level."),
     ) -> None:

@@ -1,7 +1,8 @@
-"""The edge's own endpoints: /healthz (public), and behind a token /metrics, /_edge/stats, purges.
+"""The edge's own endpoints: /healthz and /metrics (public), /_edge/stats and purges (a token).
 
-Stats and metrics name the origin and the cache's contents: the purge token or the admin
-token opens them; purges need the purge token.
+/_edge/stats names the origin and the cache's state: the purge or the admin token opens it.
+/metrics holds counters only (no address, URL or key), readable like the API's own, so that
+Prometheus scrapes it as the Kubernetes manifests say; purges need the purge token.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ async def _route(edge: EdgeNode, request: Request) -> Response:
         return problem_response(405, detail="Use GET.", headers={"Allow": "GET, HEAD"})
     if path == "/healthz":
         return _json({"status": "ok", "edge": edge.config.name})
-    if path in ("/metrics", "/_edge/stats") and not _may_inspect(edge, request):
+    if path == "/_edge/stats" and not _may_inspect(edge, request):
         return _unauthorized("A valid 'Authorization: Bearer <purge or admin token>' is required.")
     if path == "/metrics":
         return Response(
