@@ -25,7 +25,7 @@ from madbwpu_r.cli.main import app
         (["--origin", "http://x", "--keep-alive", "0"], "--keep-alive"),
         (["--origin", "http://x", "--keep-alive", "soon"], "--keep-alive"),
         (["--origin", "http://x", "--max-header-bytes", "100"], "--max-header-bytes"),
-        (["--origin", "http://x", "--max-url-bytes", "64KiB"], "--max-url-bytes"),
+        (["--origin", "http://x", "--max-url-bytes", "100"], "--max-url-bytes"),
         (["--origin", "http://x", "--max-body-bytes", "lots"], "is not a size"),
         (["--origin", "http://x", "--max-headers", "0"], "--max-headers"),
         (["--origin", "http://x", "--targeted-cache-control", "bad name"], "not a field name"),

@@ -156,10 +156,8 @@ def register(app: typer.Typer) -> None:
         head_limit, url_limit = parse_size(max_header_bytes), parse_size(max_url_bytes)
         if head_limit < 1024:
             raise typer.BadParameter("must be at least 1KiB", param_hint="--max-header-bytes")
-        if not 256 <= url_limit <= head_limit:
-            raise typer.BadParameter(
-                "must be at least 256 and at most --max-header-bytes", param_hint="--max-url-bytes"
-            )
+        if url_limit < 256:
+            raise typer.BadParameter("must be at least 256", param_hint="--max-url-bytes")
         targeted = tuple(_field_name(n) for n in targeted_cache_control or [])
         configure_logging("edge", log_level.upper())
         config = EdgeConfig(
@@ -172,7 +170,7 @@ def register(app: typer.Typer) -> None:
             name=name,
             max_header_bytes=head_limit,
             max_headers=max_headers,
-            max_url_bytes=url_limit,
+            max_url_bytes=min(url_limit, head_limit),  # the target is part of the head
             max_body_bytes=parse_size(max_body_bytes),
             targeted_cache_control=(*targeted, "cdn-cache-control"),
             forward_targeted_cache_control=forward_targeted_cache_control,
