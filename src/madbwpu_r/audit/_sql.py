@@ -31,11 +31,12 @@ __all__ = [
     "create_tables",
     "entries",
     "head",
+    "head_size",
     "last_checkpoint",
     "lock_head",
     "query",
     "store_checkpoint",
-    "stored_hashes",
+    "rows",
 ]
 
 
@@ -131,6 +132,11 @@ def head(conn: Any, d: Dialect) -> Head:
     return Head(size, last, Frontier.decode(size, frontier))
 
 
+def head_size(conn: Any, d: Dialect) -> int:
+    """The head's size alone (a verifier reads it even when the frontier beside it is damaged)."""
+    return int(conn.execute(d.sql("SELECT size FROM {p}audit_head WHERE id = 0")).fetchone()[0])
+
+
 def append(
     conn: Any, d: Dialect, records: Sequence[AuditRecord], now: float | None = None
 ) -> list[Entry]:
@@ -190,14 +196,18 @@ def entries(conn: Any, d: Dialect, start: int = 0, stop: int | None = None) -> I
         position = rows[-1][0] + 1
 
 
-def stored_hashes(conn: Any, d: Dialect, start: int, stop: int) -> list[tuple[int, str, str]]:
-    """(seq, prev, hash) as stored, to compare with what the entries themselves hash to."""
-    return conn.execute(
-        d.sql(
-            "SELECT seq, prev, hash FROM {p}audit_entries WHERE seq >= ? AND seq < ? ORDER BY seq"
-        ),
-        (start, stop),
-    ).fetchall()
+def rows(conn: Any, d: Dialect, page: int = 20_000) -> Iterator[tuple[Any, ...]]:
+    """Every entry as stored, with its stored hash last, in pages: for verifying a whole log."""
+    position = 0
+    sql = d.sql(
+        f"SELECT {_COLUMNS}, hash FROM {{p}}audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?"
+    )
+    while True:
+        found = conn.execute(sql, (position, page)).fetchall()
+        if not found:
+            return
+        yield from found
+        position = found[-1][0] + 1
 
 
 def query(
