@@ -10,6 +10,7 @@ The head also keeps the Merkle frontier, so a checkpoint never rereads the log.
 
 from __future__ import annotations
 
+import hashlib
 import time as _time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,9 +18,8 @@ from typing import Any
 
 import orjson
 
-from madbwpu_r.audit.merkle import Frontier, leaf_hash
+from madbwpu_r.audit.merkle import Frontier
 from madbwpu_r.audit.records import GENESIS, AuditRecord, Entry, format_time
-from madbwpu_r.signing import digest
 
 __all__ = [
     "POSTGRES",
@@ -151,16 +151,23 @@ def append(
     made: list[Entry] = []
     rows = []
     prev = h.hash
-    for i, r in enumerate(records):
-        entry = Entry(h.size + i, stamp, r.actor, r.action, r.target, r.outcome, r.detail,
-                      dict(r.evidence), prev)  # fmt: skip
-        leaf = entry.leaf()
-        prev = entry_hash = digest(leaf)
-        h.frontier.append(leaf_hash(leaf))
-        rows.append((entry.seq, now, stamp, r.actor, r.action, r.target, r.outcome, r.detail,
-                     orjson.dumps(entry.evidence, option=orjson.OPT_SORT_KEYS).decode(),
-                     entry.prev, entry_hash))  # fmt: skip
-        made.append(entry)
+    sha, dumps, sort, frontier = hashlib.sha256, orjson.dumps, orjson.OPT_SORT_KEYS, h.frontier
+    for seq, r in enumerate(records, start=h.size):
+        evidence = dict(r.evidence)
+        # Entry.to_json()'s fields, encoded once: the leaf, the chain hash and the stored row.
+        leaf = dumps(
+            {"action": r.action, "actor": r.actor, "detail": r.detail, "evidence": evidence,
+             "outcome": r.outcome, "prev": prev, "seq": seq, "target": r.target, "time": stamp},
+            option=sort,
+        )  # fmt: skip
+        entry_hash = sha(leaf).hexdigest()
+        frontier.append(sha(b"\x00" + leaf).digest())
+        rows.append((seq, now, stamp, r.actor, r.action, r.target, r.outcome, r.detail,
+                     dumps(evidence, option=sort).decode(), prev, entry_hash))  # fmt: skip
+        made.append(
+            Entry(seq, stamp, r.actor, r.action, r.target, r.outcome, r.detail, evidence, prev)
+        )
+        prev = entry_hash
     conn.cursor().executemany(
         d.sql(
             f"INSERT INTO {{p}}audit_entries ({_COLUMNS.replace('seq, time', 'seq, ts, time')}, hash)"
