@@ -68,6 +68,9 @@ def create_app(settings: ApiSettings) -> Starlette:
         state.close()
 
     app = Starlette(routes=health.routes + datasets.routes + jobs.routes, lifespan=lifespan)
+    # Starlette would answer `/path/` with a redirect to an absolute URL built from the Host
+    # this process saw (its own address, behind the edge): a plain 404 problem instead.
+    app.router.redirect_slashes = False
     registry = CollectorRegistry()
     registry.register(
         QueueCollector(state.queue, [INGEST_QUEUE], workers=lambda: supervised_workers(state))
