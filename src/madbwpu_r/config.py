@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -15,6 +16,8 @@ DEFAULT_DATA_DIR = ".madbwpu-r"
 ENVIRONMENTS = ("staging", "production")
 SECRET_NAMES = ("write_token", "purge_token", "worker_token")
 PRIVATE_DIR = 0o700
+# One process of one environment (a Kubernetes pod) may be given its tokens as a mounted file.
+SECRETS_FILE_ENV = "MADBWPU_R_SECRETS_FILE"
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,10 @@ class EnvPaths:
         return self.root / "supervisor.json"
 
     @property
+    def default_store_url(self) -> str:
+        return "sqlite:///" + str(self.state_db.resolve())
+
+    @property
     def default_queue_url(self) -> str:
         return "sqlite:///" + str(self.state_db.resolve())
 
@@ -65,7 +72,8 @@ class EnvPaths:
         ensure_data_dir(self.data_dir)
         for path in (self.root, self.versions_dir, self.uploads_dir):
             path.mkdir(mode=PRIVATE_DIR, exist_ok=True)
-        self.root.chmod(PRIVATE_DIR)  # also a directory made by an older release
+        with contextlib.suppress(PermissionError):  # e.g. a volume mounted by someone else
+            self.root.chmod(PRIVATE_DIR)  # also a directory made by an older release
         return self
 
 
@@ -126,6 +134,8 @@ def _read_secrets(path: Path) -> dict[str, str] | None:
 
 def load_secrets(data_dir: Path, env: str) -> dict[str, str]:
     """Read-only: the environment's tokens, or MissingSecrets saying how to get them."""
+    if given := _given_secrets():
+        return given
     paths = EnvPaths(data_dir, env)
     values = _read_secrets(paths.secrets)
     if values is not None:
@@ -149,6 +159,8 @@ def load_or_create_secrets(data_dir: Path, env: str) -> dict[str, str]:
     starting together agree on one set. The old shared `DIR/secrets.json` is retired: its
     tokens were valid in every environment, so none of them is carried over.
     """
+    if given := _given_secrets():
+        return given
     paths = EnvPaths(data_dir, env)
     values = _read_secrets(paths.secrets)
     if values is None:
@@ -169,11 +181,25 @@ def load_or_create_secrets(data_dir: Path, env: str) -> dict[str, str]:
     return values
 
 
+def _given_secrets() -> dict[str, str] | None:
+    """`$MADBWPU_R_SECRETS_FILE`, when set: this process's tokens, read only, never created."""
+    path = os.environ.get(SECRETS_FILE_ENV)
+    if not path:
+        return None
+    values = _read_secrets(Path(path))
+    if values is None:
+        raise MissingSecrets(f"${SECRETS_FILE_ENV} names {path}, which has no complete tokens")
+    return values
+
+
 def retire_legacy_secrets(data_dir: Path) -> bool:
     """Delete the old shared credentials file; True when there was one."""
     try:
         legacy_secrets_path(data_dir).unlink()
     except FileNotFoundError:
+        return False
+    except OSError as exc:  # e.g. read-only: its tokens are not used here all the same
+        log.warning("cannot remove the old shared %s: %s", legacy_secrets_path(data_dir), exc)
         return False
     log.warning(
         "retired %s: each environment now has its own tokens in DIR/<env>/secrets.json; "

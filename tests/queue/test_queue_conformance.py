@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
 
-from madbwpu_r.queue import Depth, InvalidJob, Queue
+from madbwpu_r.queue import Depth, InvalidJob, PermanentJobError, Queue
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
@@ -131,6 +130,37 @@ def test_permanent_failure_is_dead_at_once(q: Queue) -> None:
     assert q.get(job_id).state == "dead"
 
 
+def test_fail_with_a_permanent_error_is_dead_at_once_with_attempts_left(q: Queue) -> None:
+    job_id = q.enqueue("work", {}, max_attempts=5)
+    assert q.fail(claim_one(q), PermanentJobError("line 1: bad header")) is True
+    info = q.get(job_id)
+    assert info.state == "dead" and info.attempts == 1
+    assert info.last_error == "line 1: bad header"  # the user's message, as is
+    assert q.depth("work") == Depth(ready=0, in_flight=0, scheduled=0, dead=1, oldest_ready_age=0.0)
+    time.sleep(0.15)  # past any backoff: nothing comes back
+    assert q.claim(["work"], n=1) == []
+
+
+def test_fail_with_any_other_error_is_retried(q: Queue) -> None:
+    job_id = q.enqueue("work", {})
+    assert q.fail(claim_one(q), ConnectionError("api down")) is True
+    info = q.get(job_id)
+    assert info.state in ("scheduled", "ready") and info.last_error == "ConnectionError: api down"
+    wait_for(lambda: q.depth("work").ready == 1)
+    assert claim_one(q).attempt == 2
+
+
+def test_fail_is_fenced_like_nack(make_queue) -> None:
+    q = make_queue(lease=0.3, max_attempts=5)
+    job_id = q.enqueue("work", {})
+    stale = claim_one(q)
+    time.sleep(0.4)
+    current = claim_one(q, consumer="c2")
+    assert q.fail(stale, PermanentJobError("late")) is False
+    assert q.get(job_id).state == "running"
+    assert q.ack(current) is True
+
+
 def test_a_job_whose_workers_keep_dying_is_dead_lettered(make_queue) -> None:
     q = make_queue(lease=0.3, max_attempts=2)
     job_id = q.enqueue("work", {})
@@ -226,6 +256,27 @@ def test_release_returns_the_job_without_spending_an_attempt(q: Queue) -> None:
     assert claim_one(q).attempt == 1
 
 
+def test_expire_leases_hands_a_dead_consumers_jobs_over_at_once(q: Queue) -> None:
+    mine = q.enqueue("work", {"i": 1})
+    theirs = q.enqueue("work", {"i": 2})
+    elsewhere = q.enqueue("other", {"i": 3})
+    lost = claim_one(q, consumer="dead-1", lease=60)
+    kept = claim_one(q, consumer="alive-1", lease=60)
+    claim_one(q, "other", consumer="dead-1", lease=60)
+    assert lost.id == mine and kept.id == theirs
+    assert q.claim(["work"], n=1, consumer="c2") == []  # both leased for a minute
+
+    assert q.expire_leases("dead-1", ["work"]) == 1
+    again = claim_one(q, consumer="c2")
+    assert (again.id, again.attempt) == (mine, 2)  # the started attempt stays counted
+    assert q.ack(lost) is False  # fenced: the dead consumer's late ack changes nothing
+    assert q.ack(again) is True and q.get(mine).state == "succeeded"
+    assert q.get(theirs).state == "running" and q.heartbeat(kept) is True
+    assert q.get(elsewhere).state == "running"  # only the queues named
+    assert q.expire_leases("dead-1", ["work"]) == 0
+    assert q.expire_leases("nobody", ["work", "other"]) == 0
+
+
 def test_list_filters_and_orders_newest_first(q: Queue) -> None:
     a = q.enqueue("work", {"i": 1})
     time.sleep(0.01)
@@ -254,11 +305,14 @@ def test_bad_arguments_are_refused(q: Queue) -> None:
     assert q.list() == []
 
 
-def test_tx_is_refused_on_a_foreign_connection(q: Queue, tmp_path) -> None:
-    other = sqlite3.connect(tmp_path / "other.sqlite")
+def test_a_caller_named_job_is_enqueued_once(q: Queue) -> None:
+    """An outbox relay delivering the same row twice must not make two jobs."""
+    assert q.enqueue("work", {"n": 1}, job_id="outbox-job-1") == "outbox-job-1"
+    assert q.enqueue("work", {"n": 2}, job_id="outbox-job-1") == "outbox-job-1"
+    assert [(i.id, i.payload) for i in q.list()] == [("outbox-job-1", {"n": 1})]
+    job = q.claim("work")[0]
+    assert q.ack(job)
+    assert q.enqueue("work", {"n": 3}, job_id="outbox-job-1") == "outbox-job-1"
+    assert q.get("outbox-job-1").state == "succeeded"
     with pytest.raises(InvalidJob):
-        q.enqueue("work", {}, tx=other)
-    with pytest.raises(InvalidJob):
-        q.enqueue("work", {}, tx="not a connection")
-    other.close()
-    assert q.list() == []
+        q.enqueue("work", {}, job_id="not a valid id!")

@@ -1,4 +1,4 @@
-"""SQLite only: the API's write and the enqueue commit in one transaction (embedded mode)."""
+"""SQLite only: the queue's table beside others in one file, and its URL forms."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from madbwpu_r.queue import InvalidJob, open_queue
+from madbwpu_r.queue import open_queue
 from madbwpu_r.queue.sqlite import SQLiteQueue
 
 
@@ -20,31 +20,6 @@ def db(tmp_path: Path):
     yield q, conn
     conn.close()
     q.close()
-
-
-def test_rollback_leaves_no_job(db) -> None:
-    q, conn = db
-    conn.execute("BEGIN")
-    conn.execute("INSERT INTO requests VALUES ('r1')")
-    job_id = q.enqueue("ingest", {"task": "ingest"}, tx=conn)
-    conn.execute("ROLLBACK")
-    assert q.get(job_id) is None
-    assert conn.execute("SELECT count(*) FROM requests").fetchone() == (0,)
-    assert q.depth("ingest").ready == 0
-
-
-def test_commit_makes_write_and_job_visible_together(db) -> None:
-    q, conn = db
-    conn.execute("BEGIN")
-    conn.execute("INSERT INTO requests VALUES ('r1')")
-    job_id = q.enqueue("ingest", {"task": "ingest"}, idempotency_key="r1", tx=conn)
-    assert q.get(job_id) is None  # not committed yet: invisible to the queue's connection
-    conn.execute("COMMIT")
-    assert q.get(job_id).state == "ready"
-    assert q.claim(["ingest"])[0].id == job_id
-    conn.execute("BEGIN")
-    assert q.enqueue("ingest", {}, idempotency_key="r1", tx=conn) == job_id
-    conn.execute("COMMIT")
 
 
 def test_queue_tables_share_the_file_and_are_prefixed(db) -> None:
@@ -63,9 +38,3 @@ def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     q = open_queue("sqlite:///rel.sqlite")
     assert q.path == tmp_path / "rel.sqlite"
     q.close()
-
-
-def test_tx_is_refused_by_other_backends_too(db) -> None:
-    q, conn = db
-    with pytest.raises(InvalidJob):
-        q.enqueue("ingest", {}, tx=object())

@@ -8,12 +8,17 @@ from contextlib import asynccontextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from madbwpu_r.api import datasets, health, jobs
+from madbwpu_r.api import audit, datasets, health, jobs
 from madbwpu_r.api.state import INGEST_QUEUE, ApiSettings, ApiState
-from madbwpu_r.problems import install_problem_handlers
+from madbwpu_r.catalog import Conflict, NotFound
+from madbwpu_r.problems import install_problem_handlers, problem_response
+from madbwpu_r.queue import QueueUnavailable
 from madbwpu_r.queue.metrics import QueueCollector
+from madbwpu_r.store import StoreUnavailable
 from madbwpu_r.worker.supervisor import read_status
 
 
@@ -59,18 +64,36 @@ def supervised_workers(state: ApiState) -> dict[str, int]:
     return {queue: info["workers"] for queue, info in status.get("queues", {}).items()}
 
 
+async def _refused(request: Request, exc: Exception) -> Response:
+    """The service layer's refusals, and an engine that is down, as problem+json."""
+    if isinstance(exc, NotFound):
+        return problem_response(404, detail=str(exc))
+    if isinstance(exc, Conflict):
+        return problem_response(409, detail=str(exc))
+    engine = "metadata store" if isinstance(exc, StoreUnavailable) else "job queue"
+    return problem_response(
+        503, detail=f"the {engine} is unavailable: {exc}", headers={"Retry-After": "5"}
+    )
+
+
 def create_app(settings: ApiSettings) -> Starlette:
     state = ApiState(settings)
+    audit_api = audit.AuditApi(settings.data_dir, settings.env, settings.store_url)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.relay.start()  # delivers first what a killed predecessor left in the outbox
+        audit_api.start()
         yield
+        audit_api.close()
         state.close()
 
-    app = Starlette(routes=health.routes + datasets.routes + jobs.routes, lifespan=lifespan)
+    routes = health.routes + datasets.routes + jobs.routes + audit.routes
+    app = Starlette(routes=routes, lifespan=lifespan)
     # Starlette would answer `/path/` with a redirect to an absolute URL built from the Host
     # this process saw (its own address, behind the edge): a plain 404 problem instead.
     app.router.redirect_slashes = False
+    app.state.audit = audit_api
     registry = CollectorRegistry()
     registry.register(
         QueueCollector(state.queue, [INGEST_QUEUE], workers=lambda: supervised_workers(state))
@@ -78,5 +101,7 @@ def create_app(settings: ApiSettings) -> Starlette:
     app.state.api = state
     app.state.registry = registry
     install_problem_handlers(app)
+    for exc in (NotFound, Conflict, StoreUnavailable, QueueUnavailable):
+        app.add_exception_handler(exc, _refused)
     app.add_middleware(MetricsMiddleware, registry=registry)
     return app

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from madbwpu_r.api.responses import NO_STORE, ORJSONResponse
 from madbwpu_r.api.state import INGEST_QUEUE, ApiState
 from madbwpu_r.queue.errors import QueueError
-from madbwpu_r.store.port import StoreError
+from madbwpu_r.store import StoreError
 
 
 def healthz(request: Request) -> Response:

@@ -1,13 +1,14 @@
-"""Writes become jobs (202 + job id); workers report results and events back here."""
+"""Writes become jobs (202 + job id); workers report results and events back here.
+
+Handlers parse, authenticate and call the catalog (`madbwpu_r.catalog`); the rules live there.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -16,27 +17,19 @@ from starlette.routing import Route
 
 from madbwpu_r.api.datasets import check_dataset_name
 from madbwpu_r.api.responses import NO_STORE, ORJSONResponse
-from madbwpu_r.api.state import INGEST_QUEUE, ApiState
+from madbwpu_r.api.state import ApiState
 from madbwpu_r.problems import ProblemError
-from madbwpu_r.queue import JobInfo
 from madbwpu_r.security import bearer_token, tokens_equal
-from madbwpu_r.store.port import IngestRecord, Progress, VersionInfo
+from madbwpu_r.store import VersionInfo
 
 log = logging.getLogger(__name__)
 
-# The queue's states, as a client of the API sees them.
-JOB_STATUS = {
-    "scheduled": "queued",
-    "ready": "queued",
-    "running": "running",
-    "succeeded": "succeeded",
-    "dead": "failed",
-}
 CSV_TYPES = {"text/csv", "application/csv"}
 
 
 def _state(request: Request) -> ApiState:
-    return request.app.state.api
+    state: ApiState = request.app.state.api
+    return state
 
 
 def require_token(request: Request, expected: str, what: str) -> None:
@@ -100,73 +93,30 @@ async def ingest(request: Request) -> Response:
     await _spool(request, upload, state.settings.max_upload_bytes)
     key = request.headers.get("idempotency-key")
     try:
-        job_id, created = await run_in_threadpool(_accept, state, name, upload, key)
+        accepted = await run_in_threadpool(state.catalog.accept_ingest, name, upload.name, key)
     except BaseException:
         upload.unlink(missing_ok=True)
         raise
-    if not created:
+    if accepted.duplicate:
         upload.unlink(missing_ok=True)
-    status_url = link(state, request.app.url_path_for("job", job_id=job_id))
+    status_url = link(state, request.app.url_path_for("job", job_id=accepted.job_id))
     return ORJSONResponse(
-        {"job_id": job_id, "status_url": status_url, "dataset": name, "duplicate": not created},
+        {
+            "job_id": accepted.job_id,
+            "status_url": status_url,
+            "dataset": name,
+            "duplicate": accepted.duplicate,
+        },
         status_code=202,
         headers={"Location": status_url, "Cache-Control": NO_STORE},
     )
 
 
-def _accept(state: ApiState, name: str, upload: Path, key: str | None) -> tuple[str, bool]:
-    """The ingest record and its job commit together, so no accepted request is without its job.
-
-    With a queue on another engine the job is enqueued first: if the record then fails, the
-    request is not accepted and the orphan job fails on its missing record.
-    """
-    with state.store.transaction() as tx:
-        job_id = state.queue.enqueue(
-            INGEST_QUEUE,
-            {"task": "ingest", "dataset": name, "upload": upload.name},
-            idempotency_key=f"ingest:{name}:{key}" if key else None,
-            tx=tx if state.queue_joins_store else None,
-        )
-        if state.store.ingest(job_id) is not None:
-            return job_id, False
-        state.store.record_ingest(
-            tx,
-            IngestRecord(job_id=job_id, dataset=name, upload=upload.name, accepted_at=time.time()),
-        )
-        return job_id, True
-
-
-def job_view(state: ApiState, info: JobInfo) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": info.id,
-        "queue": info.queue,
-        "task": info.payload.get("task"),
-        "status": JOB_STATUS.get(info.state, info.state),
-        "attempts": info.attempts,
-        "max_attempts": info.max_attempts,
-        "error": info.last_error if info.state == "dead" else None,
-        "last_error": info.last_error,
-        "enqueued_at": info.enqueued_at,
-        "updated_at": info.updated_at,
-    }
-    record = state.store.ingest(info.id)
-    if record is not None:
-        view["dataset"] = record.dataset
-        view["version"] = record.version_digest
-    progress = state.store.progress(info.id)
-    if progress is not None:
-        fraction = 1.0 if info.state == "succeeded" else progress.fraction
-        view["progress"] = {"fraction": fraction, "message": progress.message}
-    return view
-
-
-def get_job(request: Request) -> Response:
-    state = _state(request)
-    job_id = request.path_params["job_id"]
-    info = state.queue.get(job_id)
-    if info is None:
-        raise ProblemError(404, detail=f"no job with id {job_id!r}")
-    return ORJSONResponse(job_view(state, info), headers={"Cache-Control": NO_STORE})
+async def get_job(request: Request) -> Response:
+    view = await run_in_threadpool(
+        _state(request).catalog.job_status, request.path_params["job_id"]
+    )
+    return ORJSONResponse(view, headers={"Cache-Control": NO_STORE})
 
 
 async def job_event(request: Request) -> Response:
@@ -182,22 +132,17 @@ async def job_event(request: Request) -> Response:
         raise ProblemError(
             400, detail="an event is a JSON object with 'kind' and 'attempt'"
         ) from None
-    record = await run_in_threadpool(state.store.ingest, job_id)
-    if record is None:
-        raise ProblemError(404, detail=f"no ingest job with id {job_id!r}")
+    catalog = state.catalog
     if kind == "progress":
-        progress = Progress(
-            attempt=attempt,
-            fraction=float(event.get("fraction", 0.0)),
-            message=str(event.get("message", "")),
-            updated_at=time.time(),
-        )
-        await run_in_threadpool(state.store.set_progress, job_id, progress)
+        try:
+            fraction = float(event.get("fraction", 0.0))
+        except (TypeError, ValueError):
+            raise ProblemError(400, detail="'fraction' must be a number") from None
+        message = str(event.get("message", ""))
+        await run_in_threadpool(catalog.record_progress, job_id, attempt, fraction, message)
         return ORJSONResponse({"ok": True})
     if kind == "lookup":
-        version = record.version_digest and await run_in_threadpool(
-            state.store.version, record.dataset, record.version_digest
-        )
+        version = await run_in_threadpool(catalog.published_version, job_id)
         return ORJSONResponse({"version": version.to_json() if version else None})
     if kind != "version":
         raise ProblemError(400, detail=f"unknown event kind {kind!r}")
@@ -205,25 +150,17 @@ async def job_event(request: Request) -> Response:
         version = VersionInfo.from_json(event["version"])
     except (KeyError, TypeError, ValueError):
         raise ProblemError(400, detail="a version event carries the version's manifest") from None
-    if version.dataset != record.dataset:
-        raise ProblemError(
-            409, detail=f"job {job_id} ingests {record.dataset!r}, not {version.dataset!r}"
-        )
-    if not state.versions.path(version.digest).exists():
-        raise ProblemError(409, detail=f"version file {version.digest} is not in the version store")
-    applied = await run_in_threadpool(state.store.record_version, job_id, version)
-    # Purge even when already applied: the attempt that applied it may have died before purging.
-    report = await state.invalidator.apurge(keys=[f"dataset:{version.dataset}", "datasets"])
+    published = await run_in_threadpool(catalog.publish_version, job_id, version)
     log.info(
         "version published",
         extra={
             "dataset": version.dataset,
             "digest": version.digest,
             "job_id": job_id,
-            "applied": applied,
+            "applied": published.applied,
         },
     )
-    return ORJSONResponse({"applied": applied, "purge": report})
+    return ORJSONResponse({"applied": published.applied, "purge": published.purge})
 
 
 routes = [

@@ -1,18 +1,18 @@
-"""What one API process holds: its environment's store, queue, version files and edge client."""
+"""What one API process holds: its environment's ports, and the catalog over them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from madbwpu_r.catalog import INGEST_QUEUE, Catalog, OutboxRelay, deliverers
 from madbwpu_r.config import EnvPaths
 from madbwpu_r.edge.client import Invalidator
 from madbwpu_r.queue import Queue, open_queue
-from madbwpu_r.store.port import MetadataStore
-from madbwpu_r.store.sqlite import SQLiteMetadataStore
+from madbwpu_r.store import MetadataStore, open_store
 from madbwpu_r.store.versions import VersionFiles
 
-INGEST_QUEUE = "ingest"
+__all__ = ["INGEST_QUEUE", "ApiSettings", "ApiState"]
 
 
 @dataclass
@@ -23,6 +23,7 @@ class ApiSettings:
     worker_token: str
     purge_token: str
     queue_url: str | None = None
+    store_url: str | None = None
     edges: list[str] = field(default_factory=list)
     redis_url: str | None = None
     redis_channel: str = "madbwpu-r:edge:purge"
@@ -38,11 +39,12 @@ class ApiState:
     def __init__(self, settings: ApiSettings):
         self.settings = settings
         self.paths = settings.paths.ensure()
-        self.store: MetadataStore = SQLiteMetadataStore(self.paths.state_db)
-        queue_url = settings.queue_url or self.paths.default_queue_url
-        self.queue: Queue = open_queue(queue_url)
-        # Only a queue in the store's own SQLite file can join its transactions.
-        self.queue_joins_store = queue_url == self.paths.default_queue_url
+        self.store: MetadataStore = open_store(settings.store_url or self.paths.default_store_url)
+        try:
+            self.queue: Queue = open_queue(settings.queue_url or self.paths.default_queue_url)
+        except BaseException:
+            self.store.close()
+            raise
         self.versions = VersionFiles(self.paths.versions_dir)
         self.invalidator = Invalidator(
             edges=list(settings.edges),
@@ -50,7 +52,15 @@ class ApiState:
             redis_url=settings.redis_url,
             channel=settings.redis_channel,
         )
+        self.relay = OutboxRelay(self.store, deliverers(self.queue, self.invalidator))
+        self.catalog = Catalog(
+            self.store,
+            self.queue,
+            self.relay,
+            has_version=lambda digest: self.versions.path(digest).exists(),
+        )
 
     def close(self) -> None:
+        self.relay.stop()
         self.queue.close()
         self.store.close()

@@ -43,16 +43,24 @@ class Invalidator:
         self._order = threading.Lock()
         self._alock: asyncio.Lock | None = None
 
-    def _message(self, keys: list[str], urls: list[str], soft: bool) -> dict[str, Any]:
-        with self._lock:
-            self.seq += 1
-            seq = self.seq
+    def _message(
+        self,
+        keys: list[str],
+        urls: list[str],
+        soft: bool,
+        sequence: tuple[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """`sequence` is the caller's own durable (epoch, seq), e.g. from an outbox row."""
+        if sequence is None:
+            with self._lock:
+                self.seq += 1
+                sequence = (self.epoch, self.seq)
         return {
             "keys": list(keys),
             "urls": list(urls),
             "soft": soft,
-            "epoch": self.epoch,
-            "seq": seq,
+            "epoch": sequence[0],
+            "seq": sequence[1],
         }
 
     def _headers(self, message: dict[str, Any]) -> dict[str, str]:
@@ -95,9 +103,10 @@ class Invalidator:
         keys: list[str] | tuple[str, ...] = (),
         urls: list[str] | tuple[str, ...] = (),
         soft: bool = False,
+        sequence: tuple[str, int] | None = None,
     ) -> dict[str, Any]:
         with self._order:  # in order, so edges never see a false gap
-            message = self._message(list(keys), list(urls), soft)
+            message = self._message(list(keys), list(urls), soft, sequence)
             body = orjson.dumps(message)
             published = self._publish(body)
             results = self._post_all(body, self._headers(message))

@@ -14,7 +14,16 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from madbwpu_r.queue.errors import InvalidJob, QueueConfigError, QueueError, QueueUnavailable
-from madbwpu_r.queue.port import DEFAULT_LEASE, STATES, Depth, Job, JobInfo, Queue, RetryPolicy
+from madbwpu_r.queue.port import (
+    DEFAULT_LEASE,
+    STATES,
+    Depth,
+    Job,
+    JobInfo,
+    PermanentJobError,
+    Queue,
+    RetryPolicy,
+)
 
 __all__ = [
     "DEFAULT_LEASE",
@@ -23,6 +32,7 @@ __all__ = [
     "InvalidJob",
     "Job",
     "JobInfo",
+    "PermanentJobError",
     "Queue",
     "QueueConfigError",
     "QueueError",

@@ -16,7 +16,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from madbwpu_r.queue.errors import InvalidJob
 from madbwpu_r.queue.port import DEFAULT_LEASE, Depth, Job, JobInfo, Queue, RetryPolicy, loads
 
 # Column types differ ({blob}, {real}, {int64}); names, defaults and indexes must not.
@@ -49,8 +48,7 @@ CREATE INDEX IF NOT EXISTS queue_jobs_recent ON {t} (enqueued_at)
 _INSERT = (
     "INSERT INTO {t} (id, queue, payload, state, priority, max_attempts, run_at,"
     " idempotency_key, enqueued_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL"
-    " DO NOTHING RETURNING id"
+    " ON CONFLICT DO NOTHING RETURNING id"
 )
 _INFO = (
     "SELECT id, queue, payload, state, attempts, max_attempts, last_error, result, enqueued_at,"
@@ -79,12 +77,6 @@ class SQLQueue(Queue):
     @abc.abstractmethod
     def _write(self) -> contextlib.AbstractContextManager[Any]:
         """One write transaction on the queue's own connection, yielding that connection."""
-
-    def _transaction(self, tx: Any) -> contextlib.AbstractContextManager[Any]:
-        """Where an enqueue writes; only SQLite can join the caller's own transaction."""
-        if tx is not None:
-            raise InvalidJob("tx= is only supported by the SQLite queue")
-        return self._write()
 
     # ---- plumbing ---------------------------------------------------------------------------
 
@@ -115,16 +107,17 @@ class SQLQueue(Queue):
         now: float,
         priority: int,
         max_attempts: int,
-        tx: Any,
     ) -> str:
         args = (job_id, queue, payload, priority, max_attempts, run_at, key, now, now)
-        with self._transaction(tx) as db:
+        with self._write() as db:
             rows = db.execute(self._sql(_INSERT), args).fetchall()
             if rows:
-                return rows[0][0]
-            # The idempotency key was used before on this queue: hand back that job.
-            sql = self._sql("SELECT id FROM {t} WHERE queue = ? AND idempotency_key = ?")
-            return db.execute(sql, (queue, key)).fetchone()[0]
+                return str(rows[0][0])
+            # The id, or the idempotency key on this queue, was used before: hand back that job.
+            sql = self._sql(
+                "SELECT id FROM {t} WHERE id = ? OR (queue = ? AND idempotency_key = ?)"
+            )
+            return str(db.execute(sql, (job_id, queue, key)).fetchone()[0])
 
     def _extend(self, jobs: list[Job], now: float) -> list[bool]:
         sql = f"UPDATE {{t}} SET lease_until = ? WHERE {_FENCE}"
@@ -158,6 +151,15 @@ class SQLQueue(Queue):
             f" updated_at = ? WHERE {_FENCE}"
         )
         return self._fenced(sql, [(now, job.id, job.receipt)])[0]
+
+    def _expire(self, consumer: str, queues: list[str], now: float) -> int:
+        marks = ", ".join("?" * len(queues))
+        sql = self._sql(
+            "UPDATE {t} SET lease_until = ?, updated_at = ?"
+            f" WHERE state = 'running' AND consumer = ? AND queue IN ({marks})"
+        )
+        with self._write() as db:
+            return db.execute(sql, (now, now, consumer, *queues)).rowcount
 
     def _revive(self, job_id: str, now: float) -> bool:
         sql = (

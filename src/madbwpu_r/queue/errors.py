@@ -23,4 +23,4 @@ class QueueUnavailable(QueueError):
 
 
 class InvalidJob(QueueError, ValueError):
-    """The caller asked for something the queue refuses (bad payload, bad argument, foreign tx)."""
+    """The caller asked for something the queue refuses (bad payload, bad argument)."""

@@ -3,7 +3,7 @@
 Policy that must not drift between backends lives in `Queue` once: argument checks, payload
 (de)serialisation with orjson, lease defaults, exponential backoff with jitter and the
 dead-letter decision. A backend only moves rows/entries (`_insert`, `_claim`, `_extend`,
-`_complete`, `_retry`, `_bury`, `_release`, ...) and maps its driver's errors in `_errors()`.
+`_complete`, `_retry`, `_bury`, `_release`, `_expire`, ...) and maps its driver's errors in `_errors()`.
 
 Fencing: every claim hands out a fresh receipt (a per-job claim counter). `ack`, `nack`,
 `heartbeat` and `release` act only while the receipt is current, so a worker that lost its
@@ -33,6 +33,7 @@ __all__ = [
     "Depth",
     "Job",
     "JobInfo",
+    "PermanentJobError",
     "Queue",
     "RetryPolicy",
 ]
@@ -41,6 +42,15 @@ DEFAULT_LEASE = 10.0
 STATES = ("scheduled", "ready", "running", "succeeded", "dead")
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _MAX_KEY = 256
+_JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class PermanentJobError(Exception):
+    """A handler's verdict that no retry can help (invalid input): the job is dead at once.
+
+    Raise it for faults in the job itself; anything else a handler raises is taken as a fault
+    of the moment (an engine or a peer down) and retried with backoff.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +154,13 @@ class Queue(abc.ABC):
         delay: float | None = None,
         priority: int = 0,
         max_attempts: int | None = None,
-        tx: Any = None,
+        job_id: str | None = None,
     ) -> str:
-        """Add a job; with an idempotency key already used on this queue, return that job's id."""
+        """Add a job; with an idempotency key already used on this queue, return that job's id.
+
+        `job_id` lets the caller name the job (an outbox relay re-delivering the same row):
+        enqueueing an id the queue already holds changes nothing and returns that id.
+        """
         _check_queue(queue)
         if not isinstance(payload, dict):
             raise InvalidJob("payload must be a JSON object (dict)")
@@ -159,6 +173,8 @@ class Queue(abc.ABC):
             raise InvalidJob("delay must be a finite number of seconds >= 0")
         if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > 1000:
             raise InvalidJob("priority must be an integer in -1000..1000")
+        if job_id is not None and (not isinstance(job_id, str) or not _JOB_ID.match(job_id)):
+            raise InvalidJob("job_id must be 1..64 characters of A-Z a-z 0-9 _ . : -")
         if max_attempts is None:
             max_attempts = self.policy.max_attempts
         if not isinstance(max_attempts, int) or max_attempts < 1:
@@ -167,7 +183,7 @@ class Queue(abc.ABC):
         now = time.time()
         with self._errors():
             return self._insert(
-                new_job_id(),
+                job_id or new_job_id(),
                 queue,
                 data,
                 idempotency_key,
@@ -175,7 +191,6 @@ class Queue(abc.ABC):
                 now,
                 priority,
                 max_attempts,
-                tx,
             )
 
     def claim(
@@ -249,10 +264,36 @@ class Queue(abc.ABC):
                 return self._retry(job, error, now + self.policy.backoff(job.attempt), now)
         return self._dead(job, error, now)
 
+    def fail(self, job: Job, exc: BaseException) -> bool:
+        """Settle a handler's exception: dead at once if permanent, else retried with backoff.
+
+        A permanent error is recorded as its message alone (it is written for the user, e.g.
+        the bad line of a file); a transient one with its type, for the operator.
+        """
+        if isinstance(exc, PermanentJobError):
+            return self.nack(job, str(exc) or type(exc).__name__, retry=False)
+        return self.nack(job, f"{type(exc).__name__}: {exc}", retry=True)
+
     def release(self, job: Job) -> bool:
         """Give a claimed, not started job back at once, without spending an attempt."""
         with self._errors():
             return self._release(job, time.time())
+
+    def expire_leases(self, consumer: str, queues: Sequence[str]) -> int:
+        """End every lease `consumer` holds on `queues` now, so the next claim takes them over.
+
+        For a supervisor that saw that worker's process die: its jobs run again at once
+        instead of after the lease. The attempt stays counted (the job did start), and the
+        fencing receipts still stop that worker's ack if it was not dead after all.
+        Returns how many leases ended.
+        """
+        names = list(queues)
+        for name in names:
+            _check_queue(name)
+        if not consumer or not names:
+            return 0
+        with self._errors():
+            return self._expire(str(consumer), names, time.time())
 
     def depth(self, queue: str) -> Depth:
         _check_queue(queue)
@@ -313,8 +354,8 @@ class Queue(abc.ABC):
         now: float,
         priority: int,
         max_attempts: int,
-        tx: Any,
-    ) -> str: ...
+    ) -> str:
+        """Insert a job; an id or idempotency key already present returns that job's id."""
 
     @abc.abstractmethod
     def _claim(
@@ -335,6 +376,9 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def _release(self, job: Job, now: float) -> bool: ...
+
+    @abc.abstractmethod
+    def _expire(self, consumer: str, queues: list[str], now: float) -> int: ...
 
     @abc.abstractmethod
     def _depth(self, queue: str, now: float) -> Depth: ...

@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from madbwpu_r.queue.errors import InvalidJob, QueueConfigError, QueueError, QueueUnavailable
+from madbwpu_r.queue.errors import QueueConfigError, QueueError, QueueUnavailable
 from madbwpu_r.queue.port import (
     DEFAULT_LEASE,
     Depth,
@@ -67,6 +67,7 @@ end
 
 _ENQUEUE = """
 local id, q, key, now, run_at, prio = ARGV[2], ARGV[3], ARGV[5], ARGV[7], ARGV[6], ARGV[8]
+if redis.call('EXISTS', P .. ':job:' .. id) == 1 then return id end
 if key ~= '' then
   local ik = P .. ':idem:' .. q .. ':' .. key
   local existing = redis.call('GET', ik)
@@ -228,6 +229,22 @@ push(cur[5], cur[6], id, jk)
 return 1
 """
 
+_EXPIRE = """
+local now, consumer = ARGV[2], ARGV[3]
+local n = 0
+for i = 4, #ARGV do
+  local lk = P .. ':leases:' .. ARGV[i]
+  for _, id in ipairs(redis.call('ZRANGE', lk, 0, -1)) do
+    local cur = redis.call('HMGET', P .. ':job:' .. id, 'consumer', 'state')
+    if cur[1] == consumer and cur[2] == 'running' then
+      redis.call('ZADD', lk, 'XX', now, id)
+      n = n + 1
+    end
+  end
+end
+return n
+"""
+
 _REVIVE = """
 local id, now = ARGV[2], ARGV[3]
 local jk = P .. ':job:' .. id
@@ -300,6 +317,7 @@ class RedisQueue(Queue):
                 ("retry", _RETRY),
                 ("bury", _BURY),
                 ("release", _RELEASE),
+                ("expire", _EXPIRE),
                 ("revive", _REVIVE),
                 ("depth", _DEPTH),
             )
@@ -348,10 +366,7 @@ class RedisQueue(Queue):
         now: float,
         priority: int,
         max_attempts: int,
-        tx: Any,
     ) -> str:
-        if tx is not None:
-            raise InvalidJob("tx= is only supported by the SQLite queue")
         found = self._run(
             "enqueue",
             job_id,
@@ -392,6 +407,9 @@ class RedisQueue(Queue):
 
     def _release(self, job: Job, now: float) -> bool:
         return bool(self._run("release", job.id, job.receipt, repr(now)))
+
+    def _expire(self, consumer: str, queues: list[str], now: float) -> int:
+        return int(self._run("expire", repr(now), consumer, *queues))
 
     def _revive(self, job_id: str, now: float) -> bool:
         return bool(self._run("revive", job_id, repr(now)))

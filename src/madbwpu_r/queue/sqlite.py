@@ -1,8 +1,7 @@
 """SQLite backend: the embedded default, in the environment's own state.sqlite.
 
 WAL lets readers run beside the one writer; claims run in BEGIN IMMEDIATE so two processes
-never lease the same row; a lease is just a `lease_until` timestamp. Only SQLite can enqueue
-inside the caller's own transaction (`tx=`), so the API's write and its job commit together.
+never lease the same row; a lease is just a `lease_until` timestamp.
 """
 
 from __future__ import annotations
@@ -12,10 +11,9 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from madbwpu_r.queue._sql import SCHEMA, SQLQueue
-from madbwpu_r.queue.errors import InvalidJob, QueueConfigError, QueueError, QueueUnavailable
+from madbwpu_r.queue.errors import QueueConfigError, QueueError, QueueUnavailable
 from madbwpu_r.queue.port import DEFAULT_LEASE, RawJob, RetryPolicy
 
 __all__ = ["SQLiteQueue"]
@@ -87,17 +85,6 @@ class SQLiteQueue(SQLQueue):
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-
-    def _transaction(self, tx: Any) -> contextlib.AbstractContextManager[Any]:
-        """The caller's open transaction commits or rolls back the job with its own write."""
-        if tx is None:
-            return self._write()
-        if not isinstance(tx, sqlite3.Connection):
-            raise InvalidJob("tx must be an open sqlite3.Connection on the queue's database file")
-        files = [row[2] for row in tx.execute("PRAGMA database_list") if row[1] == "main"]
-        if not files or Path(files[0]).resolve() != self.path:
-            raise InvalidJob(f"tx is not a connection to the queue's database {self.path}")
-        return contextlib.nullcontext(tx)
 
     # ---- claim ------------------------------------------------------------------------------
 

@@ -1,15 +1,31 @@
-"""The metadata store port: what the API needs to remember, whatever engine keeps it.
+"""The metadata store port: what the product remembers, whatever engine keeps it.
 
-SQLite is the embedded default; PostgreSQL comes behind the same interface.
+Writes go through a unit of work: one engine transaction holding the domain writes and the
+outbox messages they cause (a job to enqueue, a purge to send), committed together. A relay
+delivers the messages after the commit (`madbwpu_r.catalog.relay`). Reads need no unit of work.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+__all__ = [
+    "Column",
+    "DatasetInfo",
+    "IngestRecord",
+    "MetadataStore",
+    "OutboxMessage",
+    "OutboxRow",
+    "Progress",
+    "UnitOfWork",
+    "VersionInfo",
+]
+
+OutboxKind = Literal["enqueue", "purge", "retry"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,7 @@ class IngestRecord:
     upload: str
     accepted_at: float
     version_digest: str | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,20 +93,68 @@ class DatasetInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class MetadataStore(abc.ABC):
-    @abc.abstractmethod
-    def transaction(self) -> AbstractContextManager[Any]:
-        """A unit of work; the handle may be passed to `Queue.enqueue(tx=...)` on the same engine."""
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message a unit of work causes; delivered at least once after its commit."""
+
+    kind: OutboxKind
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A committed outbox message; `seq` orders delivery and keys its idempotent effect."""
+
+    seq: int
+    kind: str
+    payload: dict[str, Any]
+    created_at: float
+    attempts: int = 0
+    last_error: str | None = None
+
+
+class UnitOfWork(abc.ABC):
+    """The writes of one service operation: all of them commit, or none does."""
 
     @abc.abstractmethod
-    def record_ingest(self, tx: Any, record: IngestRecord) -> None: ...
-
-    @abc.abstractmethod
-    def ingest(self, job_id: str) -> IngestRecord | None: ...
+    def record_ingest(self, record: IngestRecord) -> IngestRecord:
+        """Record an accepted ingest; with an idempotency key used before, return that one."""
 
     @abc.abstractmethod
     def record_version(self, job_id: str, version: VersionInfo) -> bool:
-        """Publish a version for an ingest job. Idempotent per job: False when already applied."""
+        """Publish a version for an ingest job, once per job: False when already applied.
+
+        Raises UnknownJob for a job the store never accepted, or for another dataset's job.
+        """
+
+    @abc.abstractmethod
+    def set_progress(self, job_id: str, progress: Progress) -> None:
+        """Keep the progress of the newest attempt; an older attempt's report changes nothing."""
+
+    @abc.abstractmethod
+    def emit(self, message: OutboxMessage) -> int:
+        """Add a message to the outbox; returns its sequence number.
+
+        A purge message gets `epoch` and a gapless `seq` of its own, so edges can tell a
+        missed purge from a repeated one.
+        """
+
+    def audit(self, entry: Any) -> None:
+        """Append an `audit.records.AuditRecord` to the environment's log in this transaction."""
+        raise NotImplementedError("this store does not keep an audit log")
+
+
+class MetadataStore(abc.ABC):
+    """Datasets, versions, ingests, job progress and the outbox of one environment."""
+
+    @abc.abstractmethod
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
+        """One engine transaction; leaving the block commits, an exception rolls it back."""
+
+    # ---- reads ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def ingest(self, job_id: str) -> IngestRecord | None: ...
 
     @abc.abstractmethod
     def current(self, dataset: str) -> VersionInfo | None: ...
@@ -104,18 +169,47 @@ class MetadataStore(abc.ABC):
     def datasets(self) -> Iterator[DatasetInfo]: ...
 
     @abc.abstractmethod
-    def set_progress(self, job_id: str, progress: Progress) -> None: ...
+    def progress(self, job_id: str) -> Progress | None: ...
+
+    # ---- outbox -----------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def progress(self, job_id: str) -> Progress | None: ...
+    def pending(self, limit: int = 100, kinds: Sequence[str] | None = None) -> list[OutboxRow]:
+        """Undelivered outbox rows (of these kinds only, when given), oldest first."""
+
+    @abc.abstractmethod
+    def delivered(self, seq: int) -> None:
+        """Mark a row delivered; it is not handed out again."""
+
+    @abc.abstractmethod
+    def failed(self, seq: int, error: str) -> None:
+        """Count a failed delivery; the row stays pending."""
+
+    # ---- retention --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def kept_uploads(self, before: float, limit: int = 1000) -> list[IngestRecord]:
+        """Ingests accepted before `before` whose upload was not removed yet, oldest first."""
+
+    @abc.abstractmethod
+    def forget_uploads(self, job_ids: list[str]) -> None:
+        """Mark these ingests' uploads as removed."""
+
+    @abc.abstractmethod
+    def sweep_outbox(self, before: float) -> int:
+        """Delete delivered outbox rows older than `before`; returns how many."""
+
+    # ---- lifecycle --------------------------------------------------------------------------
 
     @abc.abstractmethod
     def ping(self) -> None:
-        """Raise StoreError when the engine cannot answer."""
+        """Raise StoreUnavailable when the engine cannot answer."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
+    def __enter__(self) -> MetadataStore:
+        return self
 
-class StoreError(Exception):
-    """The engine behind the store failed; callers never see a driver's own exception."""
+    def __exit__(self, *exc: object) -> None:
+        self.close()

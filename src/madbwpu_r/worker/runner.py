@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from madbwpu_r.queue import Job, Queue, QueueError
+from madbwpu_r.queue import Job, PermanentJobError, Queue, QueueError
 from madbwpu_r.stopsignals import StopSignals
 
 __all__ = ["Handler", "PermanentError", "Worker"]
@@ -29,9 +29,8 @@ __all__ = ["Handler", "PermanentError", "Worker"]
 Handler = Callable[[Job], dict[str, Any] | None]
 log = logging.getLogger("madbwpu_r.worker")
 
-
-class PermanentError(Exception):
-    """Raised by a handler when retrying cannot help: the job is dead-lettered at once."""
+# Raised by a handler when retrying cannot help; the queue's shared policy dead-letters it.
+PermanentError = PermanentJobError
 
 
 class Worker:
@@ -82,6 +81,9 @@ class Worker:
         self._busy = 0  # claimed and handler not finished yet
         self._acks: list[tuple[Job, dict[str, Any] | None]] = []
         self._acks_since = 0.0
+        self.last_round: float | None = None
+        """monotonic time of the last claim round or lease renewal: a health probe's pulse."""
+        self.finished = False
 
     def stop(self) -> None:
         """Ask run() to finish the jobs already started, release the rest and return."""
@@ -103,12 +105,14 @@ class Worker:
                     self._run_pool(burst)
             finally:
                 self._flush()
+                self.finished = True
 
     # ---- loops ------------------------------------------------------------------------------
 
     def _run_inline(self, burst: bool) -> None:
         idle = _Idle(self.poll_interval)
         while not self.stopping:
+            self.last_round = time.monotonic()
             self._flush()
             jobs = self._claim(self.prefetch)
             if not jobs:
@@ -138,6 +142,7 @@ class Worker:
         idle = _Idle(self.poll_interval)
         try:
             while not self.stopping:
+                self.last_round = time.monotonic()
                 with self._lock:
                     self._lock.wait_for(
                         lambda: self.stopping or self._busy <= low_water or self._ack_due(),
@@ -196,17 +201,22 @@ class Worker:
         handler = self.handlers.get(str(job.payload.get("task"))) or self.handlers.get(job.queue)
         try:
             if handler is None:
-                raise PermanentError(f"no handler for task {job.payload.get('task')!r}")
+                raise PermanentJobError(f"no handler for task {job.payload.get('task')!r}")
             result = handler(job)
-        except PermanentError as exc:
-            self._fail(job, f"{type(exc).__name__}: {exc}", retry=False)
+        except PermanentJobError as exc:
+            log.info(
+                "job failed for good: %s",
+                exc,
+                extra={"job": job.id, "attempt": job.attempt, "worker": self.name},
+            )
+            self._fail(job, exc)
         except Exception as exc:
             log.warning(
                 "job failed",
                 exc_info=True,
                 extra={"job": job.id, "attempt": job.attempt, "worker": self.name},
             )
-            self._fail(job, f"{type(exc).__name__}: {exc}", retry=True)
+            self._fail(job, exc)
         else:
             with self._lock:
                 if not self._acks:
@@ -240,9 +250,9 @@ class Worker:
                     self._lost(job)
             self._lock.notify_all()
 
-    def _fail(self, job: Job, error: str, retry: bool) -> None:
+    def _fail(self, job: Job, exc: Exception) -> None:
         try:
-            ok = self.queue.nack(job, error, retry=retry)
+            ok = self.queue.fail(job, exc)
         except QueueError as exc:
             ok = True
             log.warning("nack failed: %s", exc, extra={"job": job.id, "worker": self.name})
@@ -286,6 +296,7 @@ class Worker:
 
     def _beat(self, done: threading.Event) -> None:
         while not done.wait(self.lease / 3.0):
+            self.last_round = time.monotonic()
             with self._lock:
                 jobs = list(self._held.values())
             if not jobs:
