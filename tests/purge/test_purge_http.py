@@ -11,7 +11,7 @@ def test_a_refused_purge_is_failed_not_unreachable(origin, make_edge):
     edge = make_edge(origin.url)
     refused = open_purger([edge.url], token="wrong").purge(keys=["k"])
     assert refused.failed == [edge.url] and refused.unreachable == []
-    assert refused.edges[edge.url]["status"] == 401
+    assert refused.edges[edge.url]["status"] == 403
     assert edge.stats()["purges"] == 0
 
 

@@ -42,12 +42,17 @@ def _unauthorized(detail: str) -> Response:
     return problem_response(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _may_inspect(edge: EdgeNode, request: Request) -> bool:
+def _inspection_refused(edge: EdgeNode, request: Request) -> Response | None:
+    """None when the purge or the admin token is given; else 401 (none) or 403 (wrong)."""
     given = bearer_token(request)
+    if given is None:
+        return _unauthorized("A valid 'Authorization: Bearer <purge or admin token>' is required.")
     # Both compared, in constant time each, whichever matches.
     purge = tokens_equal(given, edge.config.purge_token)
     admin = tokens_equal(given, edge.config.admin_token)
-    return purge or admin
+    if purge or admin:
+        return None
+    return problem_response(403, detail="The credential given opens nothing on this edge.")
 
 
 async def _route(edge: EdgeNode, request: Request) -> Response:
@@ -64,8 +69,8 @@ async def _route(edge: EdgeNode, request: Request) -> Response:
         return problem_response(405, detail="Use GET.", headers={"Allow": "GET, HEAD"})
     if path == "/healthz":
         return _json({"status": "ok", "edge": edge.config.name})
-    if path == "/_edge/stats" and not _may_inspect(edge, request):
-        return _unauthorized("A valid 'Authorization: Bearer <purge or admin token>' is required.")
+    if path == "/_edge/stats" and (refused := _inspection_refused(edge, request)) is not None:
+        return refused
     if path == "/metrics":
         return Response(
             generate_latest(edge.registry),
@@ -78,13 +83,20 @@ async def _route(edge: EdgeNode, request: Request) -> Response:
 
 
 async def _purge(edge: EdgeNode, request: Request) -> Response:
-    if not tokens_equal(bearer_token(request), edge.config.purge_token):
-        detail = (
-            "This edge has no purge token configured; purges are disabled."
-            if not edge.config.purge_token
-            else "A valid 'Authorization: Bearer <purge token>' header is required."
+    # As the API: no credential 401, a wrong one 403 (and 403 when purges are disabled).
+    if not edge.config.purge_token:
+        return problem_response(
+            403, detail="This edge has no purge token configured; purges are disabled."
         )
-        return _unauthorized(detail)
+    given = bearer_token(request)
+    if given is None:
+        return problem_response(
+            401,
+            detail="A valid 'Authorization: Bearer <purge token>' header is required.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not tokens_equal(given, edge.config.purge_token):
+        return problem_response(403, detail="The credential given is not this edge's purge token.")
     body = b""
     async for chunk in request.stream():
         body += chunk

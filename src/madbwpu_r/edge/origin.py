@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from urllib.parse import urlsplit
 
 import httpx
@@ -123,7 +123,7 @@ class Origin:
         raw: RawHeaders,
         client: tuple[str, int] | None,
         fill: bool,
-        extra: RawHeaders = (),  # type: ignore[assignment]
+        extra: Sequence[tuple[bytes, bytes]] = (),
     ) -> RawHeaders:
         drop = _connection_tokens(raw) | self.dropped
         out: RawHeaders = []
