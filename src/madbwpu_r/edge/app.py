@@ -140,8 +140,8 @@ class EdgeApp(FillMixin, PurgeMixin):
                 if name != b"host" or host is not None:
                     return None
                 host = value
-        if host not in self.hosts.good:
-            return None  # the ASGI path checks it (400 when invalid)
+        if host not in self.hosts.good and not self.hosts.admit(host):
+            return None  # the ASGI path answers 400
         vary, variants = group
         entry = variants.get(secondary_key(vary, header_fields(headers)) if vary else ())
         if entry is None or entry.policy.no_cache:
@@ -171,7 +171,7 @@ class EdgeApp(FillMixin, PurgeMixin):
                 if name != b"host" or host is not None:
                     return False
                 host = value
-        if host not in self.hosts.good:
+        if host not in self.hosts.good and not self.hosts.admit(host):
             return False
         path: str = scope["path"]
         if path == "/healthz" or path == "/metrics" or path.startswith("/_edge/"):

@@ -32,6 +32,14 @@ class Hosts:
             self.good.add(host)
         return None
 
+    def admit(self, host: bytes | None) -> bool:
+        """For the fast paths: a valid Host not seen before is checked once, then remembered."""
+        if host is None or not valid(host):
+            return False
+        if len(self.good) < self.max_remembered:
+            self.good.add(host)
+        return True
+
 
 def valid(host: bytes) -> bool:
     return _HOST.fullmatch(host) is not None
