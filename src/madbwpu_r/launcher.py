@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -156,7 +157,7 @@ class Stack:
     max_upload_bytes: int | None = None
     children: list[Child] = field(default_factory=list)
     supervisors: list[Supervisor] = field(default_factory=list)
-    endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # "edges" is a list
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _previous_ports(self) -> dict[str, dict[str, int]]:
@@ -236,7 +237,7 @@ class Stack:
             self.supervisors.append(supervisor)
             self.endpoints[env] = {"edge": edge_urls[0], "api": api_url}
             if self.edges > 1:
-                self.endpoints[env]["edges"] = edge_urls  # type: ignore[assignment]
+                self.endpoints[env]["edges"] = edge_urls
         for child in self.children:
             child.start()
         for supervisor in self.supervisors:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -134,7 +135,7 @@ async def list_entries(request: Request) -> Response:
         log.append,
         AuditRecord(who, "audit.read", f"log:{name}", detail=str(request.url.query)[:1024]),
     )
-    body = {"log": name, "entries": [e.to_json() for e in entries]}
+    body: dict[str, Any] = {"log": name, "entries": [e.to_json() for e in entries]}
     body["next_after"] = entries[-1].seq if len(entries) == limit else None
     return JSONResponse(body)
 

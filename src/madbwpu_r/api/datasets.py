@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -59,7 +60,7 @@ def _cached(request: Request, body: object, etag: str, cache_control: str, keys:
 
 def list_datasets(request: Request) -> Response:
     state = _state(request)
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "name": d.name,
             "versions": d.versions,
@@ -120,7 +121,7 @@ def rows(request: Request) -> Response:
             limit=query.limit,
         )
     except QueryError as exc:
-        extra = {"parameter": exc.parameter} if exc.parameter else {}
+        extra: dict[str, Any] = {"parameter": exc.parameter} if exc.parameter else {}
         raise ProblemError(400, detail=str(exc), **extra) from None
     next_url = None
     if page.next_cursor:

@@ -165,9 +165,9 @@ class Worker:
             pending = []
             with contextlib.suppress(_stdqueue.Empty):
                 while True:
-                    job = todo.get_nowait()
-                    if job is not None:
-                        pending.append(job)
+                    left = todo.get_nowait()
+                    if left is not None:
+                        pending.append(left)
             self._release(pending)
             for _ in threads:
                 todo.put(None)
