@@ -10,6 +10,7 @@ import os
 import uuid
 from pathlib import Path
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,6 +45,24 @@ def require_token(request: Request, expected: str, what: str) -> None:
         raise ProblemError(403, detail=f"the credential given is not the {what}")
 
 
+MAX_EVENT_BYTES = 1 << 20  # a worker's event is a small JSON object
+
+
+def _refuse_declared_size(request: Request, limit: int) -> None:
+    """A Content-Length over the limit is refused before a byte of the body is read."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ProblemError(
+            413, detail=f"the body ({declared} bytes) exceeds the limit of {limit} bytes"
+        )
+
+
+def link(state: ApiState, path: str) -> str:
+    """Links given out are relative, or on the configured public URL: never this process's own
+    address, which a client behind the edge must not see (or use)."""
+    return (state.settings.public_url or "") + path
+
+
 async def _spool(request: Request, target: Path, limit: int) -> None:
     """Stream the body to disk and fsync it before the job that reads it is enqueued."""
     part = target.with_name(target.name + ".part")
@@ -73,6 +92,7 @@ async def ingest(request: Request) -> Response:
             415,
             detail=f"send the file as 'Content-Type: text/csv' (got {content_type or 'none'!r})",
         )
+    _refuse_declared_size(request, state.settings.max_upload_bytes)
     upload = state.paths.uploads_dir / f"{uuid.uuid4().hex}.csv"
     await _spool(request, upload, state.settings.max_upload_bytes)
     key = request.headers.get("idempotency-key")
@@ -83,7 +103,7 @@ async def ingest(request: Request) -> Response:
         raise
     if accepted.duplicate:
         upload.unlink(missing_ok=True)
-    status_url = str(request.url_for("job", job_id=accepted.job_id))
+    status_url = link(state, request.app.url_path_for("job", job_id=accepted.job_id))
     return ORJSONResponse(
         {
             "job_id": accepted.job_id,
@@ -108,8 +128,14 @@ async def job_event(request: Request) -> Response:
     state = _state(request)
     require_token(request, state.settings.worker_token, "worker token")
     job_id = request.path_params["job_id"]
+    _refuse_declared_size(request, MAX_EVENT_BYTES)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_EVENT_BYTES:
+            raise ProblemError(413, detail=f"an event is at most {MAX_EVENT_BYTES} bytes")
     try:
-        event = await request.json()
+        event = orjson.loads(body)
         kind = event["kind"]
         attempt = int(event["attempt"])
     except (ValueError, KeyError, TypeError):
