@@ -256,6 +256,27 @@ def test_release_returns_the_job_without_spending_an_attempt(q: Queue) -> None:
     assert claim_one(q).attempt == 1
 
 
+def test_expire_leases_hands_a_dead_consumers_jobs_over_at_once(q: Queue) -> None:
+    mine = q.enqueue("work", {"i": 1})
+    theirs = q.enqueue("work", {"i": 2})
+    elsewhere = q.enqueue("other", {"i": 3})
+    lost = claim_one(q, consumer="dead-1", lease=60)
+    kept = claim_one(q, consumer="alive-1", lease=60)
+    claim_one(q, "other", consumer="dead-1", lease=60)
+    assert lost.id == mine and kept.id == theirs
+    assert q.claim(["work"], n=1, consumer="c2") == []  # both leased for a minute
+
+    assert q.expire_leases("dead-1", ["work"]) == 1
+    again = claim_one(q, consumer="c2")
+    assert (again.id, again.attempt) == (mine, 2)  # the started attempt stays counted
+    assert q.ack(lost) is False  # fenced: the dead consumer's late ack changes nothing
+    assert q.ack(again) is True and q.get(mine).state == "succeeded"
+    assert q.get(theirs).state == "running" and q.heartbeat(kept) is True
+    assert q.get(elsewhere).state == "running"  # only the queues named
+    assert q.expire_leases("dead-1", ["work"]) == 0
+    assert q.expire_leases("nobody", ["work", "other"]) == 0
+
+
 def test_list_filters_and_orders_newest_first(q: Queue) -> None:
     a = q.enqueue("work", {"i": 1})
     time.sleep(0.01)

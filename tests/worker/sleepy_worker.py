@@ -19,7 +19,8 @@ def sleep(job: Job) -> dict[str, str]:
 
 
 queue = open_queue(sys.argv[1])
+lease = float(sys.argv[2]) if len(sys.argv) > 2 else 5.0
 try:
-    Worker(queue, {"sleep": sleep}, queues=[os.environ[QUEUE_ENV]], lease=5.0, name=name).run()
+    Worker(queue, {"sleep": sleep}, queues=[os.environ[QUEUE_ENV]], lease=lease, name=name).run()
 finally:
     queue.close()

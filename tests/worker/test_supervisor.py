@@ -21,6 +21,7 @@ from madbwpu_r.worker.supervisor import (
     read_status,
     worker_counts_from_status,
 )
+from tests.queue.queue_backends import BACKENDS, base_url
 
 IDLE_WORKER = Path(__file__).with_name("idle_worker.py")
 
@@ -227,3 +228,36 @@ def test_workers_left_by_a_killed_supervisor_are_stopped(tmp_path: Path, queue_u
         if orphan.poll() is None:
             orphan.kill()
             orphan.wait()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sigkilled_workers_job_runs_again_long_before_its_lease(
+    tmp_path: Path, backend: str
+) -> None:
+    """The supervisor ends a dead worker's leases: its job is re-run by the next worker.
+
+    The worker's lease is 120 s and the test waits at most 60 s, so the job can only run again
+    in time through the supervisor, on every backend.
+    """
+    urls = base_url(backend, tmp_path)
+    queue_url = next(urls)
+    q = open_queue(queue_url)
+    sup = Supervisor(
+        queue_url,
+        ["ingest"],
+        [sys.executable, str(Path(__file__).with_name("sleepy_worker.py")), queue_url, "120"],
+        policy=ScalingPolicy(min_workers=1, max_workers=1, interval=0.1),
+    )
+    sup.start()
+    try:
+        job_id = q.enqueue("ingest", {"task": "sleep", "seconds": 3})
+        wait_for(lambda: (info := q.get(job_id)) is not None and info.state == "running")
+        (victim,) = sup.pids("ingest")
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: q.get(job_id).state == "succeeded", timeout=60.0)
+        info = q.get(job_id)
+        assert info.attempts == 2 and info.result == {"by": "ingest-2"}
+    finally:
+        sup.stop(timeout=20.0)
+        q.close()
+        next(urls, None)

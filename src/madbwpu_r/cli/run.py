@@ -6,7 +6,7 @@ import os
 import signal
 import socket
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,11 @@ from rich.table import Table
 from madbwpu_r.cli.options import DEFAULT_DIR, DataDir, Env, split_listen
 from madbwpu_r.config import EnvPaths, load_or_create_secrets
 from madbwpu_r.logs import configure_logging
+
+if TYPE_CHECKING:
+    from madbwpu_r.queue import Queue
+    from madbwpu_r.worker.health import HealthServer
+    from madbwpu_r.worker.runner import Worker
 
 console = Console(stderr=True)
 
@@ -37,6 +42,13 @@ def up(
             "postgresql://USER@HOST/DB (each environment gets its own key prefix / schema)."
         ),
     ] = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Scale-out metadata store instead of the SQLite file: postgresql://USER@HOST/DB "
+            "(each environment gets its own schema)."
+        ),
+    ] = None,
     redis_url: Annotated[
         str | None,
         typer.Option(help="Also fan purges out over Redis pub/sub (one channel per environment)."),
@@ -51,6 +63,10 @@ def up(
     from madbwpu_r.launcher import Stack
 
     configure_logging("up")
+    if not (data_dir / "project.sqlite").exists():  # a new data dir: its identities and logs
+        from madbwpu_r.identity.setup import init_project
+
+        init_project(data_dir)
     stack = Stack(
         data_dir,
         host=host,
@@ -58,6 +74,7 @@ def up(
         max_workers=max_workers,
         edges=edges,
         queue_url=queue_url,
+        store_url=store_url,
         redis_url=redis_url,
     )
     signal.signal(signal.SIGTERM, lambda *_: stack.request_stop())
@@ -94,10 +111,25 @@ def api(
         typer.Option(help="An edge URL to purge on data changes (repeat for each edge)."),
     ] = None,
     queue_url: Annotated[
-        str | None, typer.Option(help="Job queue URL (default: the environment's SQLite file).")
+        str | None,
+        typer.Option(
+            envvar="MADBWPU_R_QUEUE_URL",
+            help="Job queue URL (default: the environment's SQLite file).",
+        ),
+    ] = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Metadata store URL: sqlite:///PATH or postgresql://USER@HOST/DB?schema=S "
+            "(default: the environment's SQLite file)."
+        ),
     ] = None,
     redis_url: Annotated[
-        str | None, typer.Option(help="Also publish purges on this Redis (edges subscribed to it).")
+        str | None,
+        typer.Option(
+            envvar="MADBWPU_R_REDIS_URL",
+            help="Also publish purges on this Redis (edges subscribed to it).",
+        ),
     ] = None,
     redis_channel: Annotated[
         str, typer.Option(help="Pub/sub channel of the purges.")
@@ -108,6 +140,8 @@ def api(
 
     from madbwpu_r.api.app import create_app
     from madbwpu_r.api.state import ApiSettings
+    from madbwpu_r.queue import QueueError
+    from madbwpu_r.store import StoreError
 
     configure_logging(f"{env}-api")
     host, port = split_listen(listen)
@@ -119,12 +153,18 @@ def api(
         worker_token=secrets["worker_token"],
         purge_token=secrets["purge_token"],
         queue_url=queue_url,
+        store_url=store_url,
         edges=list(edge or []),
         redis_url=redis_url,
         redis_channel=redis_channel,
     )
+    try:
+        app = create_app(settings)
+    except (StoreError, QueueError) as exc:
+        console.print(f"[red]error:[/red] {env} API cannot start: {exc}")
+        raise typer.Exit(1) from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         log_config=None,
@@ -140,12 +180,23 @@ def worker(
         str, typer.Option("--api", help="The environment's API URL (results go there).")
     ] = "",
     queue_url: Annotated[
-        str | None, typer.Option(help="Job queue URL (default: the environment's SQLite file).")
+        str | None,
+        typer.Option(
+            envvar="MADBWPU_R_QUEUE_URL",
+            help="Job queue URL (default: the environment's SQLite file).",
+        ),
     ] = None,
     name: Annotated[str, typer.Option(help="Worker name, shown in logs and job claims.")] = "",
     lease: Annotated[
         float, typer.Option(help="Lease in seconds, renewed while a job runs.")
     ] = 10.0,
+    health_listen: Annotated[
+        str | None,
+        typer.Option(
+            help="Also serve GET /healthz (liveness) and /v1/heartbeat (readiness: the queue "
+            "answers) on HOST:PORT, for probes."
+        ),
+    ] = None,
 ) -> None:
     """Run one background worker: claim jobs, run them, report results to the API.
 
@@ -165,18 +216,33 @@ def worker(
     secrets = load_or_create_secrets(data_dir)
     queue = open_queue(queue_url or paths.default_queue_url)
     client = ApiClient(api, secrets["worker_token"])
+    runner = Worker(
+        queue,
+        handlers={"ingest": IngestHandler(paths, client)},
+        queues=["ingest"],
+        lease=lease,
+        name=name,
+    )
+    health = _worker_health(health_listen, runner, queue) if health_listen else None
     try:
-        Worker(
-            queue,
-            handlers={"ingest": IngestHandler(paths, client)},
-            queues=["ingest"],
-            lease=lease,
-            name=name,
-        ).run()
+        runner.run()
     finally:
+        if health is not None:
+            health.close()
         client.close()
         queue.close()
     sys.exit(0)
+
+
+def _worker_health(listen: str, runner: Worker, queue: Queue) -> HealthServer:
+    from madbwpu_r.worker.health import HealthServer
+
+    host, port = split_listen(listen)
+    try:
+        return HealthServer(host, port, runner, lambda: queue.depth("ingest")).start()
+    except OSError as exc:
+        console.print(f"[red]error:[/red] cannot serve health on {listen}: {exc}")
+        raise typer.Exit(1) from None
 
 
 def register(app: typer.Typer) -> None:

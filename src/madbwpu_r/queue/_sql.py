@@ -152,6 +152,15 @@ class SQLQueue(Queue):
         )
         return self._fenced(sql, [(now, job.id, job.receipt)])[0]
 
+    def _expire(self, consumer: str, queues: list[str], now: float) -> int:
+        marks = ", ".join("?" * len(queues))
+        sql = self._sql(
+            "UPDATE {t} SET lease_until = ?, updated_at = ?"
+            f" WHERE state = 'running' AND consumer = ? AND queue IN ({marks})"
+        )
+        with self._write() as db:
+            return db.execute(sql, (now, now, consumer, *queues)).rowcount
+
     def _revive(self, job_id: str, now: float) -> bool:
         sql = (
             "UPDATE {t} SET state = 'queued', attempts = 0, run_at = ?, updated_at = ?"

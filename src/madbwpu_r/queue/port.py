@@ -3,7 +3,7 @@
 Policy that must not drift between backends lives in `Queue` once: argument checks, payload
 (de)serialisation with orjson, lease defaults, exponential backoff with jitter and the
 dead-letter decision. A backend only moves rows/entries (`_insert`, `_claim`, `_extend`,
-`_complete`, `_retry`, `_bury`, `_release`, ...) and maps its driver's errors in `_errors()`.
+`_complete`, `_retry`, `_bury`, `_release`, `_expire`, ...) and maps its driver's errors in `_errors()`.
 
 Fencing: every claim hands out a fresh receipt (a per-job claim counter). `ack`, `nack`,
 `heartbeat` and `release` act only while the receipt is current, so a worker that lost its
@@ -279,6 +279,22 @@ class Queue(abc.ABC):
         with self._errors():
             return self._release(job, time.time())
 
+    def expire_leases(self, consumer: str, queues: Sequence[str]) -> int:
+        """End every lease `consumer` holds on `queues` now, so the next claim takes them over.
+
+        For a supervisor that saw that worker's process die: its jobs run again at once
+        instead of after the lease. The attempt stays counted (the job did start), and the
+        fencing receipts still stop that worker's ack if it was not dead after all.
+        Returns how many leases ended.
+        """
+        names = list(queues)
+        for name in names:
+            _check_queue(name)
+        if not consumer or not names:
+            return 0
+        with self._errors():
+            return self._expire(str(consumer), names, time.time())
+
     def depth(self, queue: str) -> Depth:
         _check_queue(queue)
         with self._errors():
@@ -360,6 +376,9 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def _release(self, job: Job, now: float) -> bool: ...
+
+    @abc.abstractmethod
+    def _expire(self, consumer: str, queues: list[str], now: float) -> int: ...
 
     @abc.abstractmethod
     def _depth(self, queue: str, now: float) -> Depth: ...

@@ -229,6 +229,22 @@ push(cur[5], cur[6], id, jk)
 return 1
 """
 
+_EXPIRE = """
+local now, consumer = ARGV[2], ARGV[3]
+local n = 0
+for i = 4, #ARGV do
+  local lk = P .. ':leases:' .. ARGV[i]
+  for _, id in ipairs(redis.call('ZRANGE', lk, 0, -1)) do
+    local cur = redis.call('HMGET', P .. ':job:' .. id, 'consumer', 'state')
+    if cur[1] == consumer and cur[2] == 'running' then
+      redis.call('ZADD', lk, 'XX', now, id)
+      n = n + 1
+    end
+  end
+end
+return n
+"""
+
 _REVIVE = """
 local id, now = ARGV[2], ARGV[3]
 local jk = P .. ':job:' .. id
@@ -301,6 +317,7 @@ class RedisQueue(Queue):
                 ("retry", _RETRY),
                 ("bury", _BURY),
                 ("release", _RELEASE),
+                ("expire", _EXPIRE),
                 ("revive", _REVIVE),
                 ("depth", _DEPTH),
             )
@@ -390,6 +407,9 @@ class RedisQueue(Queue):
 
     def _release(self, job: Job, now: float) -> bool:
         return bool(self._run("release", job.id, job.receipt, repr(now)))
+
+    def _expire(self, consumer: str, queues: list[str], now: float) -> int:
+        return int(self._run("expire", repr(now), consumer, *queues))
 
     def _revive(self, job_id: str, now: float) -> bool:
         return bool(self._run("revive", job_id, repr(now)))

@@ -80,6 +80,9 @@ class Worker:
         self._busy = 0  # claimed and handler not finished yet
         self._acks: list[tuple[Job, dict[str, Any] | None]] = []
         self._acks_since = 0.0
+        self.last_round: float | None = None
+        """monotonic time of the last claim round or lease renewal: a health probe's pulse."""
+        self.finished = False
 
     def stop(self) -> None:
         """Ask run() to finish the jobs already started, release the rest and return."""
@@ -101,12 +104,14 @@ class Worker:
                     self._run_pool(burst)
             finally:
                 self._flush()
+                self.finished = True
 
     # ---- loops ------------------------------------------------------------------------------
 
     def _run_inline(self, burst: bool) -> None:
         idle = _Idle(self.poll_interval)
         while not self.stopping:
+            self.last_round = time.monotonic()
             self._flush()
             jobs = self._claim(self.prefetch)
             if not jobs:
@@ -136,6 +141,7 @@ class Worker:
         idle = _Idle(self.poll_interval)
         try:
             while not self.stopping:
+                self.last_round = time.monotonic()
                 with self._lock:
                     self._lock.wait_for(
                         lambda: self.stopping or self._busy <= low_water or self._ack_due(),
@@ -289,6 +295,7 @@ class Worker:
 
     def _beat(self, done: threading.Event) -> None:
         while not done.wait(self.lease / 3.0):
+            self.last_round = time.monotonic()
             with self._lock:
                 jobs = list(self._held.values())
             if not jobs:

@@ -3,8 +3,10 @@
 It is the one-machine counterpart of a KEDA ScaledObject: a thread in the `madbwpu-r up`
 process polls the queue's depth, decides how many workers each queue needs with the pure
 `desired_workers`, starts them as subprocesses, stops surplus ones with SIGTERM (the Worker
-finishes or releases its job) and restarts any that die. Its state goes to a JSON file so
-`madbwpu-r status`, running in another process, can show it.
+finishes or releases its job) and restarts any that die. A worker that dies has its leases
+ended at once (`Queue.expire_leases`), so its job runs again within a poll interval instead of
+after the lease; the queue's fencing receipts keep that safe. Its state goes to a JSON file
+so `madbwpu-r status`, running in another process, can show it.
 """
 
 from __future__ import annotations
@@ -98,6 +100,16 @@ class _Proc:
     argv: list[str]
     started_at: float
     stopping_since: float | None = None
+
+    @property
+    def consumer(self) -> str:
+        """The name the worker claims jobs under: its `--name` argument, else ours for it."""
+        for i, arg in enumerate(self.argv[:-1]):
+            if arg == "--name":
+                return self.argv[i + 1]
+            if arg.startswith("--name="):
+                return arg.split("=", 1)[1]
+        return self.name
 
 
 @dataclass
@@ -251,6 +263,23 @@ class Supervisor:
             self._close_queue()
             return None
 
+    def _expire_leases(self, queue: str, proc: _Proc) -> None:
+        try:
+            if self._queue is None:
+                from madbwpu_r.queue import open_queue
+
+                self._queue = open_queue(self.queue_url)
+            ended = self._queue.expire_leases(proc.consumer, [queue])
+        except Exception as exc:
+            # The lease still runs out by itself; only the early re-run is lost.
+            log.warning(
+                "cannot end a dead worker's leases", extra={"worker": proc.name, "error": str(exc)}
+            )
+            self._close_queue()
+            return
+        if ended:
+            log.info("ended a dead worker's leases", extra={"worker": proc.name, "leases": ended})
+
     def _close_queue(self) -> None:
         queue, self._queue = self._queue, None
         if queue is not None:
@@ -309,6 +338,8 @@ class Supervisor:
                     _signal(proc.popen, signal.SIGKILL)
                 alive.append(proc)
                 continue
+            # Dead, however it ended: what it still held is free now (a clean exit held nothing).
+            self._expire_leases(pool.queue, proc)
             if proc.stopping_since is None:
                 pool.restarts += 1
                 # A worker that dies right after start is likely misconfigured: back off.
