@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.applications import Starlette
@@ -41,7 +42,7 @@ class MetricsMiddleware:
         status = 500
         start = time.perf_counter()
 
-        async def send_status(message: dict) -> None:
+        async def send_status(message: MutableMapping[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -90,6 +91,9 @@ def create_app(settings: ApiSettings) -> Starlette:
 
     routes = health.routes + datasets.routes + jobs.routes + audit.routes
     app = Starlette(routes=routes, lifespan=lifespan)
+    # Starlette would answer `/path/` with a redirect to an absolute URL built from the Host
+    # this process saw (its own address, behind the edge): a plain 404 problem instead.
+    app.router.redirect_slashes = False
     app.state.audit = audit_api
     registry = CollectorRegistry()
     registry.register(

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -194,7 +194,7 @@ def export_archive(
 
 def _write_member(out: Path, name: str, data: bytes, create: bool = False) -> None:
     if out.suffix == ".tar":
-        mode = "x" if create else "a"
+        mode: Literal["x", "a"] = "x" if create else "a"
         try:
             with tarfile.open(out, mode) as tar:
                 if not create and name in tar.getnames():
@@ -304,8 +304,11 @@ def verify_archive(archive: Archive, trusted: dict[str, str] | None = None) -> R
                 "key-mismatch", f"the key listed for {name} is not the one its acts registered"
             )
     for name, fp in (trusted or {}).items():
-        m = members.get(name)
-        if m is not None and fingerprint(public_key_from_b64(m.public_key)) != fp:
+        trusted_member = members.get(name)
+        if (
+            trusted_member is not None
+            and fingerprint(public_key_from_b64(trusted_member.public_key)) != fp
+        ):
             report.add("key-mismatch", f"{name}'s key in the archive is not the trusted {fp}")
     signer = members.get(log_key)
     if signer is not None and "service-audit" not in signer.roles:

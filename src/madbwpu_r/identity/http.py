@@ -129,14 +129,14 @@ class RequestVerifier:
 
     async def identity(self, request: Request, roles: set[str]) -> str:
         """The signer, who holds one of `roles`; 401 for a bad act, 403 for a missing role."""
-        values = [request.headers.get(h) for h in HEADERS]
+        values = [request.headers.get(h) or "" for h in HEADERS]
         if not all(values):
             raise ProblemError(
                 401,
                 detail=f"a signed act is required: headers {', '.join(HEADERS)}",
                 headers={"WWW-Authenticate": "Madbwpu-Signature"},
             )
-        name, stamp, nonce, signature = values  # type: ignore[misc]
+        name, stamp, nonce, signature = values
         body = await request.body()
         return await run_in_threadpool(self._check, request.method, _path(request), body,
                                        name, stamp, nonce, signature, roles)  # fmt: skip

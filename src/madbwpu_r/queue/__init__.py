@@ -91,4 +91,5 @@ def open_queue(url: str, *, lease: float | None = None, policy: RetryPolicy | No
     if policy.max_attempts < 1 or policy.backoff_base < 0 or lease <= 0:
         raise QueueConfigError(f"queue options out of range in {url!r}")
     cls: Any = getattr(importlib.import_module(module_name), class_name)
-    return cls.from_url(url, options, policy=policy, lease=lease)
+    queue: Queue = cls.from_url(url, options, policy=policy, lease=lease)
+    return queue

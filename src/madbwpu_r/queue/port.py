@@ -13,6 +13,7 @@ lease cannot complete a job another worker has claimed since.
 from __future__ import annotations
 
 import abc
+import builtins
 import contextlib
 import math
 import random
@@ -306,7 +307,7 @@ class Queue(abc.ABC):
 
     def list(
         self, queue: str | None = None, state: str | None = None, limit: int = 50
-    ) -> list[JobInfo]:
+    ) -> builtins.list[JobInfo]:
         """Most recently enqueued first."""
         if queue is not None:
             _check_queue(queue)
@@ -359,14 +360,16 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def _claim(
-        self, queues: list[str], n: int, lease: float, consumer: str, now: float
-    ) -> list[RawJob]: ...
+        self, queues: builtins.list[str], n: int, lease: float, consumer: str, now: float
+    ) -> builtins.list[RawJob]: ...
 
     @abc.abstractmethod
-    def _extend(self, jobs: list[Job], now: float) -> list[bool]: ...
+    def _extend(self, jobs: builtins.list[Job], now: float) -> builtins.list[bool]: ...
 
     @abc.abstractmethod
-    def _complete(self, items: list[tuple[Job, bytes | None]], now: float) -> list[bool]: ...
+    def _complete(
+        self, items: builtins.list[tuple[Job, bytes | None]], now: float
+    ) -> builtins.list[bool]: ...
 
     @abc.abstractmethod
     def _retry(self, job: Job, error: str, run_at: float, now: float) -> bool: ...
@@ -378,7 +381,7 @@ class Queue(abc.ABC):
     def _release(self, job: Job, now: float) -> bool: ...
 
     @abc.abstractmethod
-    def _expire(self, consumer: str, queues: list[str], now: float) -> int: ...
+    def _expire(self, consumer: str, queues: builtins.list[str], now: float) -> int: ...
 
     @abc.abstractmethod
     def _depth(self, queue: str, now: float) -> Depth: ...
@@ -389,7 +392,7 @@ class Queue(abc.ABC):
     @abc.abstractmethod
     def _list(
         self, queue: str | None, state: str | None, limit: int, now: float
-    ) -> list[JobInfo]: ...
+    ) -> builtins.list[JobInfo]: ...
 
     @abc.abstractmethod
     def _revive(self, job_id: str, now: float) -> bool: ...

@@ -345,7 +345,7 @@ class SQLStore(MetadataStore):
     # ---- outbox -----------------------------------------------------------------------------
 
     def pending(self, limit: int = 100, kinds: Sequence[str] | None = None) -> list[OutboxRow]:
-        where, args = "", ()
+        where, args = "", tuple[str, ...]()
         if kinds is not None:
             if not kinds:
                 return []

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from madbwpu_r.queue import Job, PermanentJobError, Queue, QueueError
+from madbwpu_r.stopsignals import StopSignals
 
 __all__ = ["Handler", "PermanentError", "Worker"]
 
@@ -164,9 +165,9 @@ class Worker:
             pending = []
             with contextlib.suppress(_stdqueue.Empty):
                 while True:
-                    job = todo.get_nowait()
-                    if job is not None:
-                        pending.append(job)
+                    left = todo.get_nowait()
+                    if left is not None:
+                        pending.append(left)
             self._release(pending)
             for _ in threads:
                 todo.put(None)
@@ -314,22 +315,16 @@ class Worker:
             for job in lost:
                 log.warning("lease lost", extra={"job": job.id, "worker": self.name})
 
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        if not self.install_signals or threading.current_thread() is not threading.main_thread():
-            yield
-            return
+    def _signals(self) -> contextlib.AbstractContextManager[object]:
+        """SIGTERM/SIGINT stop the worker; the handler itself takes no lock (see stopsignals)."""
+        if not self.install_signals:
+            return contextlib.nullcontext()
 
-        def on_signal(signum: int, frame: object) -> None:
+        def on_stop(signum: int) -> None:  # called from the watcher thread, not the handler
             log.info("stopping on %s", signal.Signals(signum).name, extra={"worker": self.name})
             self.stop()
 
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        return StopSignals(on_stop)
 
 
 class _Idle:
