@@ -88,6 +88,9 @@ def rows(api, query: str):
         ("_fields=id&_fields=name", "_fields"),
         # versions, unknown parameters, values too long
         ("_version=a&_version=b", "_version"),
+        ("_version=" + "a" * 129, "_version"),
+        ("_version=%C3%A9", "_version"),
+        ("_version=../x", "_version"),
         ("_frob=1", "_frob"),
         ("name=" + "x" * (MAX_VALUE_CHARS + 1), "name"),
     ],

@@ -6,6 +6,7 @@ from madbwpu_r.store.port import Column
 from madbwpu_r.worker.csvfile import (
     MAX_COLUMNS,
     MAX_FIELD_CHARS,
+    MAX_LINE_BYTES,
     MAX_NAME_CHARS,
     CSVError,
     parse_csv,
@@ -86,3 +87,30 @@ def test_the_limits_themselves_are_accepted(tmp_path):
     )
     assert len(parsed.schema) == MAX_COLUMNS
     assert len(next(parsed.rows())[0]) == MAX_FIELD_CHARS
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_the_line_limit_counts_bytes_without_the_line_break(tmp_path, ending):
+    header = ",".join(f"c{i}" for i in range(16)).encode()
+    fields = [b"x" * 65535] * 15
+    line = b",".join([*fields, b"x" * (MAX_LINE_BYTES - len(b",".join(fields)) - 1)])
+    assert len(line) == MAX_LINE_BYTES
+    parsed = parse_csv(write(tmp_path, header + ending + line + ending))
+    assert parsed.row_count == 1
+    with pytest.raises(CSVError) as info:
+        data = header + ending + b"1" + b",1" * 15 + ending + line + b"x" + ending
+        parse_csv(write(tmp_path, data))
+    assert f"line 3: longer than {MAX_LINE_BYTES} bytes" in str(info.value)
+
+
+def test_faults_across_block_boundaries_name_their_line(tmp_path):
+    """The fast pass reads 1 MiB blocks; a fault split across two still names the right line."""
+    rows = b"".join(b"%d\n" % i for i in range(200_000))  # > 1 MiB
+    lines = rows.count(b"\n")
+    cut = (1 << 20) - 3  # after the 2-byte header "a\n": the character starts 1 byte before 1 MiB
+    split_char = rows[:cut] + "é".encode() + rows[cut:]  # a 2-byte character across the block
+    assert parse_csv(write(tmp_path, b"a\n" + split_char)).row_count == lines
+    truncated = b"a\n" + rows + b"\xc3"
+    with pytest.raises(CSVError) as info:
+        parse_csv(write(tmp_path, truncated))
+    assert f"line {lines + 2}: not valid UTF-8" in str(info.value)

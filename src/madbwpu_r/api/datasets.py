@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -60,18 +59,17 @@ def _cached(request: Request, body: object, etag: str, cache_control: str, keys:
 
 def list_datasets(request: Request) -> Response:
     state = _state(request)
-    items: list[dict[str, Any]] = [
+    datasets = list(state.store.datasets())
+    items = [
         {
             "name": d.name,
             "versions": d.versions,
             "current": d.current.to_json() if d.current else None,
         }
-        for d in state.store.datasets()
+        for d in datasets
     ]
-    state_tag = ",".join(
-        f"{d['name']}={d['current']['digest'] if d['current'] else ''}" for d in items
-    )
-    keys = " ".join(["datasets"] + [f"dataset:{d['name']}" for d in items])
+    state_tag = ",".join(f"{d.name}={d.current.digest if d.current else ''}" for d in datasets)
+    keys = " ".join(["datasets"] + [f"dataset:{d.name}" for d in datasets])
     return _cached(
         request, {"datasets": items}, etag_for("datasets", state_tag), CURRENT_CACHE_CONTROL, keys
     )
@@ -121,8 +119,9 @@ def rows(request: Request) -> Response:
             limit=query.limit,
         )
     except QueryError as exc:
-        extra: dict[str, Any] = {"parameter": exc.parameter} if exc.parameter else {}
-        raise ProblemError(400, detail=str(exc), **extra) from None
+        if exc.parameter:
+            raise ProblemError(400, detail=str(exc), parameter=exc.parameter) from None
+        raise ProblemError(400, detail=str(exc)) from None
     next_url = None
     if page.next_cursor:
         link = [*query.without_after(), ("_after", page.next_cursor)]

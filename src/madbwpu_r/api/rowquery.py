@@ -37,6 +37,7 @@ MAX_PARAMS = 10_000
 MAX_NAME_CHARS = 512
 MAX_VALUE_CHARS = 8192
 READ_PARAMS = ("_after", "_fields", "_limit", "_sort", "_version")
+_MAX_DIGEST_CHARS = 128
 _SHOWN = 100  # characters of a client's name echoed back in a problem
 
 
@@ -195,6 +196,10 @@ def parse_query(raw: bytes) -> RawQuery:
                 raise bad(key, "given more than once")
             if not value:
                 raise bad(key, "needs a value")
+            if key == "_version" and not (
+                len(value) <= _MAX_DIGEST_CHARS and value.isascii() and value.isalnum()
+            ):
+                raise bad(key, "is not a version digest (64 hexadecimal digits)")
             reserved[key] = value
         items.append((key, value))
     return RawQuery(items=tuple(items), reserved=reserved)

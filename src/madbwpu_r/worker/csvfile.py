@@ -8,7 +8,9 @@ line, instead of failing later in the version writer.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from madbwpu_r.store.port import Column
-from madbwpu_r.store.values import canonical_integer, parse_real
+from madbwpu_r.store.values import CANONICAL_INTEGER, INT64_MAX, INT64_MIN, REAL
 
 __all__ = [
     "MAX_COLUMNS",
@@ -32,6 +34,7 @@ MAX_COLUMNS = 1000
 MAX_NAME_CHARS = 256
 MAX_FIELD_CHARS = 131072  # the csv module's default field size limit, set explicitly below
 MAX_LINE_BYTES = 1 << 20  # one physical line, without its line break
+_BLOCK = 1 << 20
 
 csv.field_size_limit(MAX_FIELD_CHARS)
 
@@ -62,7 +65,42 @@ class ParsedCSV:
 
 
 def _check_bytes(path: Path) -> None:
-    """UTF-8, no NUL byte, no line longer than the limit; read a bounded line at a time."""
+    """UTF-8, no NUL byte, no line longer than the limit, in bounded memory.
+
+    A fast pass over 1 MiB blocks; only when it finds a fault does a line-by-line pass run to
+    name the line and column.
+    """
+    if not _bytes_look_right(path):
+        _name_the_bad_line(path)
+
+
+def _bytes_look_right(path: Path) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    current = 0  # bytes of the line the previous block ended in
+    with path.open("rb") as f:
+        while block := f.read(_BLOCK):
+            if b"\x00" in block:
+                return False
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError:
+                return False
+            lines = block.split(b"\n")
+            longest = current + len(lines[0])
+            if len(lines) > 1:
+                longest = max(longest, max(map(len, lines[1:-1]), default=0))
+                current = 0
+            current += len(lines[-1])
+            if max(longest, current) > MAX_LINE_BYTES:  # a CRLF line at the limit: checked again
+                return False
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def _name_the_bad_line(path: Path) -> None:
     with path.open("rb") as f:
         lineno = 0
         while raw := f.readline(MAX_LINE_BYTES + 2):
@@ -115,11 +153,20 @@ def _check_header(header: list[str] | None) -> list[str]:
 
 
 def _kind(value: str) -> str:
-    if canonical_integer(value) is not None:
-        return "integer"
-    if parse_real(value) is not None:
-        return "real"
+    """One pattern match per value in the common case; range checks only for long spellings."""
+    if CANONICAL_INTEGER.fullmatch(value):
+        if len(value) < 19 or INT64_MIN <= int(value) <= INT64_MAX:
+            return "integer"
+        return _real_or_text(value)  # beyond 64 bits: a real, as long as it is finite
+    if REAL.fullmatch(value):
+        if len(value) < 300 and "e" not in value and "E" not in value:
+            return "real"  # no exponent and under 300 digits: always finite
+        return _real_or_text(value)
     return "text"
+
+
+def _real_or_text(value: str) -> str:
+    return "real" if math.isfinite(float(value)) else "text"
 
 
 _WIDER = {("integer", "real"): "real", ("real", "integer"): "real"}
