@@ -60,8 +60,8 @@ def test_init_is_idempotent_and_audited(project: Path) -> None:
         ("admin", "identity.init", "ok"),
         ("admin", "identity.add", "ok"),
     ]
-    for log in ("project", "staging", "production"):
-        assert open_log(project, log).latest_checkpoint() is not None
+    assert open_log(project, "project").latest_checkpoint() is not None
+    assert not (project / "staging").exists()  # an environment's store is not init's to make
 
 
 def test_acts_replay_and_refusals(project: Path) -> None:

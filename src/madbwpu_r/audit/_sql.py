@@ -37,6 +37,7 @@ __all__ = [
     "query",
     "store_checkpoint",
     "rows",
+    "segment",
 ]
 
 
@@ -145,7 +146,8 @@ def append(
         record.check()
     if not records:
         return []
-    now = _time.time() if now is None else now
+    # Whole microseconds, so the stored `ts` equals the entry's printed time read back.
+    now = round(_time.time() if now is None else now, 6)
     h = lock_head(conn, d)
     stamp = format_time(now)
     made: list[Entry] = []
@@ -203,14 +205,17 @@ def entries(conn: Any, d: Dialect, start: int = 0, stop: int | None = None) -> I
         position = rows[-1][0] + 1
 
 
-def rows(conn: Any, d: Dialect, page: int = 20_000) -> Iterator[tuple[Any, ...]]:
-    """Every entry as stored, with its stored hash last, in pages: for verifying a whole log."""
-    position = 0
+def rows(
+    conn: Any, d: Dialect, stop: int | None = None, page: int = 20_000
+) -> Iterator[tuple[Any, ...]]:
+    """Every entry (before `stop`) as stored, its stored hash last, in pages: a whole log."""
+    position, stop = 0, (1 << 62) if stop is None else stop
     sql = d.sql(
-        f"SELECT {_COLUMNS}, hash FROM {{p}}audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?"
+        f"SELECT {_COLUMNS}, hash FROM {{p}}audit_entries WHERE seq >= ? AND seq < ?"
+        " ORDER BY seq LIMIT ?"
     )
     while True:
-        found = conn.execute(sql, (position, page)).fetchall()
+        found = conn.execute(sql, (position, stop, page)).fetchall()
         if not found:
             return
         yield from found
@@ -246,6 +251,33 @@ def query(
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     sql = d.sql(f"SELECT {_COLUMNS} FROM {{p}}audit_entries{clause} ORDER BY seq LIMIT ?")
     return [_entry(row) for row in conn.execute(sql, (*args, limit)).fetchall()]
+
+
+def segment(
+    conn: Any,
+    d: Dialect,
+    size: int,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    deploy: str | None = None,
+) -> tuple[int, int] | None:
+    """The smallest range start..stop-1 (below `size`) holding every selected entry."""
+    where: list[str] = ["seq < ?"]
+    args: list[object] = [size]
+    if since is not None:
+        where.append("ts >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("ts < ?")
+        args.append(until)
+    if deploy is not None:  # deploy:ID itself, or deploy:ID/anything
+        prefix = f"deploy:{deploy}/"
+        where.append("(target = ? OR substr(target, 1, ?) = ?)")
+        args.extend([f"deploy:{deploy}", len(prefix), prefix])
+    sql = f"SELECT min(seq), max(seq) FROM {{p}}audit_entries WHERE {' AND '.join(where)}"
+    row = conn.execute(d.sql(sql), tuple(args)).fetchone()
+    return None if row[0] is None else (int(row[0]), int(row[1]) + 1)
 
 
 def store_checkpoint(conn: Any, d: Dialect, size: int, ts: float, text: str) -> int:

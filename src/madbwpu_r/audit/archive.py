@@ -20,9 +20,10 @@ from typing import Any, Literal
 
 import orjson
 
+from madbwpu_r.audit import _sql
 from madbwpu_r.audit.checkpoint import SIGNOFF_PURPOSE, Checkpoint, CheckpointError
 from madbwpu_r.audit.log import AuditLog
-from madbwpu_r.audit.merkle import Tree, leaf_hash
+from madbwpu_r.audit.merkle import Tree
 from madbwpu_r.audit.records import AuditRecord, Entry, InvalidRecord, format_time
 from madbwpu_r.audit.verify import (
     Report,
@@ -30,6 +31,7 @@ from madbwpu_r.audit.verify import (
     check_checkpoints,
     check_consistency,
     check_inclusion,
+    check_rows,
     check_signoff,
 )
 from madbwpu_r.identity.acts import ActError, SignedAct, replay
@@ -90,36 +92,6 @@ def _unproof(values: Sequence[str]) -> list[bytes]:
     return [b64decode(v) for v in values]
 
 
-def _range(
-    entries: list[Entry], since: float | None, until: float | None, deploy: str | None
-) -> tuple[int, int]:
-    """The contiguous segment holding every selected entry (others between them included)."""
-
-    def ts(e: Entry) -> float:
-        return _timestamp(e.time)
-
-    chosen = [
-        e.seq
-        for e in entries
-        if (since is None or ts(e) >= since)
-        and (until is None or ts(e) < until)
-        and (
-            deploy is None
-            or e.target == f"deploy:{deploy}"
-            or e.target.startswith(f"deploy:{deploy}/")
-        )
-    ]
-    if not chosen:
-        raise ArchiveError("no entry matches the selection")
-    return chosen[0], chosen[-1] + 1
-
-
-def _timestamp(text: str) -> float:
-    from datetime import UTC, datetime
-
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
-
-
 def export_archive(
     log: AuditLog,
     log_name: str,
@@ -137,11 +109,22 @@ def export_archive(
     if out.exists():
         raise ArchiveError(f"{out} exists: archives are written once")
     final = log.checkpoint(key)
-    entries = list(log.entries(0, final.size))
-    start, stop = _range(entries, since, until, deploy)
-    tree = Tree(leaf_hash(e.leaf()) for e in entries)
+    d = log.db.dialect
+    with log.db.read() as conn:  # one snapshot; nothing past the new checkpoint is read
+        found = _sql.segment(conn, d, final.size, since=since, until=until, deploy=deploy)
+        if found is None:
+            raise ArchiveError("no entry matches the selection")
+        start, stop = found
+        leaves = check_rows(Report("export"), _sql.rows(conn, d, stop=final.size))
+        entries = list(_sql.entries(conn, d, start, stop))
+        earlier = [Checkpoint.parse(t) for t in _sql.checkpoints(conn, d, final.size)]
+    tree = Tree(leaves)
+    if len(tree) != final.size or tree.root() != final.root:
+        raise ArchiveError(
+            "the log does not match its own new checkpoint: run `audit verify --all`"
+        )
     history = []
-    for cp in log.checkpoints(final.size):
+    for cp in earlier:
         if cp.body_hash() == final.body_hash():
             break
         proof = tree.consistency_proof(cp.size, final.size) if cp.size else []
@@ -160,9 +143,9 @@ def export_archive(
         },
         "start": start,
         "stop": stop,
-        "first_prev": entries[start].prev,
-        "entries": [e.to_json() for e in entries[start:stop]],
-        "inclusion": [_proof(tree.inclusion_proof(e.seq, final.size)) for e in entries[start:stop]],
+        "first_prev": entries[0].prev,
+        "entries": [e.to_json() for e in entries],
+        "inclusion": [_proof(tree.inclusion_proof(e.seq, final.size)) for e in entries],
         "checkpoint": final.text(),
         "history": history,
         "identity_acts": [a.to_json() for a in acts],

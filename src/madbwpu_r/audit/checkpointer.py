@@ -55,5 +55,6 @@ class Checkpointer:
                 write_witness(self.data_dir, name, cp)
 
     def _run(self) -> None:
+        self.checkpoint_all()  # at start-up too: a new environment's log gets its first one
         while not self._stop.wait(self.interval):
             self.checkpoint_all()

@@ -258,11 +258,28 @@ def retry_job(
     env: Env = "staging",
     queue_url: QueueUrl = None,
     store_url: StoreUrl = None,
+    actor: Annotated[
+        str | None,
+        typer.Option("--as", help="The identity that acts (recorded in the audit log)."),
+    ] = None,
+    key_file: Annotated[
+        Path | None, typer.Option("--key-file", help="PEM key of the --as identity.")
+    ] = None,
 ) -> None:
-    """Put a dead job back on its queue with a fresh set of attempts."""
+    """Put a dead job back on its queue with a fresh set of attempts (an audited act)."""
+    who = _acting(data_dir, actor, key_file) if actor else "local-operator"
     with _catalog(data_dir, env, queue_url, store_url) as catalog:
-        info = catalog.retry_dead(job_id)
+        info = catalog.retry_dead(job_id, actor=who)
     typer.echo(f"Job {job_id} is back on queue {info.queue!r}.")
+
+
+def _acting(data_dir: Path, actor: str, key_file: Path | None) -> str:
+    """Check that `actor` is registered and its key is at hand (see `cli/acting.py`)."""
+    from madbwpu_r.cli.acting import acting_key
+    from madbwpu_r.cli.identity import _directory
+
+    with _directory(data_dir) as directory:
+        return acting_key(data_dir, directory, actor, key_file).name
 
 
 def _supervisor(path: Path) -> tuple[dict[str, Any], str]:

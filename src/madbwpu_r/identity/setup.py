@@ -1,5 +1,8 @@
 """`madbwpu-r init`: the project's admin identity and the audit service's key, made once.
 
+It writes only under DIR (keys, `project.sqlite`, the project log's first checkpoint), never an
+environment's store, which may be on PostgreSQL.
+
 Safe to run again (and after a crash half-way): each step is skipped when already done.
 """
 
@@ -9,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from madbwpu_r.audit.db import open_db
-from madbwpu_r.audit.layout import AUDIT_KEY, LOGS, open_log, project_url, write_witness
+from madbwpu_r.audit.layout import AUDIT_KEY, open_log, project_url, write_witness
 from madbwpu_r.identity.acts import make_act
 from madbwpu_r.identity.directory import IdentityDirectory
 from madbwpu_r.identity.keyring import Keyring, check_name
@@ -37,7 +40,7 @@ def _key(keyring: Keyring, name: str, created: list[str]) -> SigningKey:
 
 def init_project(data_dir: Path, admin: str = "admin") -> InitResult:
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     keyring = Keyring(data_dir)
     directory = open_directory(data_dir)
     created: list[str] = []
@@ -59,7 +62,9 @@ def init_project(data_dir: Path, admin: str = "admin") -> InitResult:
             directory.apply(act)
             created.append(f"identity {AUDIT_KEY} (service-audit)")
         service = keyring.load(AUDIT_KEY)
-        for log_name in LOGS:
+        # The environments' logs live in their stores (maybe on PostgreSQL): their API signs
+        # their first checkpoint at start-up. The project log is here.
+        for log_name in ("project",):
             log = open_log(data_dir, log_name)
             try:
                 if log.latest_checkpoint() is None:
