@@ -36,16 +36,13 @@ class EnvPaths:
         return self.root / "state.sqlite"
 
     @property
-    def versions_dir(self) -> Path:
-        return self.root / "versions"
-
-    @property
-    def uploads_dir(self) -> Path:
-        return self.root / "uploads"
-
-    @property
     def supervisor_status(self) -> Path:
         return self.root / "supervisor.json"
+
+    @property
+    def default_blob_url(self) -> str:
+        """Uploads and version files (embedded mode): a directory per environment."""
+        return "file://" + str((self.root / "blobs").resolve())
 
     @property
     def default_store_url(self) -> str:
@@ -56,8 +53,7 @@ class EnvPaths:
         return "sqlite:///" + str(self.state_db.resolve())
 
     def ensure(self) -> EnvPaths:
-        for path in (self.root, self.versions_dir, self.uploads_dir):
-            path.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
         return self
 
 
