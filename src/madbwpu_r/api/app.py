@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from madbwpu_r.api import datasets, health, jobs
+from madbwpu_r.api import audit, datasets, health, jobs
 from madbwpu_r.api.state import INGEST_QUEUE, ApiSettings, ApiState
 from madbwpu_r.catalog import Conflict, NotFound
 from madbwpu_r.problems import install_problem_handlers, problem_response
@@ -79,15 +79,23 @@ async def _refused(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: ApiSettings) -> Starlette:
     state = ApiState(settings)
+    audit_api = audit.AuditApi(settings.data_dir, settings.env, settings.store_url)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.relay.start()  # delivers first what a killed predecessor left in the outbox
         state.retention.start()
+        audit_api.start()
         yield
+        audit_api.close()
         state.close()
 
-    app = Starlette(routes=health.routes + datasets.routes + jobs.routes, lifespan=lifespan)
+    routes = health.routes + datasets.routes + jobs.routes + audit.routes
+    app = Starlette(routes=routes, lifespan=lifespan)
+    # Starlette would answer `/path/` with a redirect to an absolute URL built from the Host
+    # this process saw (its own address, behind the edge): a plain 404 problem instead.
+    app.router.redirect_slashes = False
+    app.state.audit = audit_api
     registry = CollectorRegistry()
     registry.register(
         QueueCollector(state.queue, [INGEST_QUEUE], workers=lambda: supervised_workers(state))

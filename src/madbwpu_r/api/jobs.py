@@ -97,6 +97,21 @@ class _Body(io.RawIOBase):
         return io.BufferedReader(self, buffer_size=CHUNK)
 
 
+def _refuse_declared_size(request: Request, limit: int) -> None:
+    """A Content-Length over the limit is refused before a byte of the body is read."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ProblemError(
+            413, detail=f"the upload ({declared} bytes) exceeds the limit of {limit} bytes"
+        )
+
+
+def link(state: ApiState, path: str) -> str:
+    """Links given out are relative, or on the configured public URL: never this process's own
+    address, which a client behind the edge must not see (or use)."""
+    return (state.settings.public_url or "") + path
+
+
 async def ingest(request: Request) -> Response:
     state = _state(request)
     require_token(request, state.settings.write_token, "write token")
@@ -107,6 +122,7 @@ async def ingest(request: Request) -> Response:
             415,
             detail=f"send the file as 'Content-Type: text/csv' (got {content_type or 'none'!r})",
         )
+    _refuse_declared_size(request, state.settings.max_upload_bytes)
     upload = f"{uuid.uuid4().hex}.csv"
     body = _Body(request, state.settings.max_upload_bytes)
     await run_in_threadpool(state.blobs.put, upload_key(upload), body.stream())
@@ -118,7 +134,7 @@ async def ingest(request: Request) -> Response:
         raise
     if accepted.duplicate:
         await run_in_threadpool(state.blobs.delete, upload_key(upload))
-    status_url = str(request.url_for("job", job_id=accepted.job_id))
+    status_url = link(state, request.app.url_path_for("job", job_id=accepted.job_id))
     return ORJSONResponse(
         {
             "job_id": accepted.job_id,

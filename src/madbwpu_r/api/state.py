@@ -38,6 +38,7 @@ class ApiSettings:
     redis_channel: str = "madbwpu-r:edge:purge"
     max_upload_bytes: int = 1 << 30
     retention: float = DEFAULT_RETENTION
+    public_url: str | None = None  # links the API gives out are relative without one
 
     @property
     def paths(self) -> EnvPaths:

@@ -52,7 +52,15 @@ class IngestHandler:
                 raise PermanentError(
                     f"the upload of job {job.id} is missing; ingest the file again"
                 ) from None
-            result = self._ingest(job, dataset, upload)
+            try:
+                result = self._ingest(job, dataset, upload)
+            except PermanentError:
+                self.blobs.delete(key)  # the job is dead: nothing will read its upload again
+                raise
+            except Exception:
+                if job.attempt >= job.max_attempts:
+                    self.blobs.delete(key)  # the last attempt: the job dies with it
+                raise
         self.blobs.delete(key)
         return result
 
