@@ -14,7 +14,7 @@ from madbwpu_r.catalog import INGEST_QUEUE, Catalog, OutboxRelay, deliverers
 from madbwpu_r.catalog.retention import DEFAULT_RETENTION, Retention
 from madbwpu_r.catalog.versions import VersionLibrary
 from madbwpu_r.config import EnvPaths
-from madbwpu_r.edge.client import Invalidator
+from madbwpu_r.purge import Purger, open_purger
 from madbwpu_r.queue import Queue, open_queue
 from madbwpu_r.store import MetadataStore, open_store
 
@@ -75,10 +75,9 @@ class ApiState:
             )
             opened.pop_all()
         self.versions = VersionLibrary(self.blobs, cache)
-        self.invalidator = Invalidator(
-            edges=list(settings.edges),
+        self.invalidator: Purger = open_purger(
+            [*settings.edges, *([settings.redis_url] if settings.redis_url else [])],
             token=settings.purge_token,
-            redis_url=settings.redis_url,
             channel=settings.redis_channel,
         )
         self.relay = OutboxRelay(self.store, deliverers(self.queue, self.invalidator))
@@ -103,6 +102,7 @@ class ApiState:
     def close(self) -> None:
         self.retention.stop()
         self.relay.stop()
+        self.invalidator.close()
         self.queue.close()
         self.store.close()
         self.blobs.close()
