@@ -43,14 +43,6 @@ class EnvPaths:
         return self.root / "state.sqlite"
 
     @property
-    def versions_dir(self) -> Path:
-        return self.root / "versions"
-
-    @property
-    def uploads_dir(self) -> Path:
-        return self.root / "uploads"
-
-    @property
     def secrets(self) -> Path:
         """This environment's tokens (mode 0600); no other environment reads or accepts them."""
         return self.root / "secrets.json"
@@ -58,6 +50,11 @@ class EnvPaths:
     @property
     def supervisor_status(self) -> Path:
         return self.root / "supervisor.json"
+
+    @property
+    def default_blob_url(self) -> str:
+        """Uploads and version files (embedded mode): a directory per environment."""
+        return "file://" + str((self.root / "blobs").resolve())
 
     @property
     def default_store_url(self) -> str:
@@ -68,10 +65,9 @@ class EnvPaths:
         return "sqlite:///" + str(self.state_db.resolve())
 
     def ensure(self) -> EnvPaths:
-        """Create the environment's directories, readable by their owner only (0700)."""
+        """Create the environment's directory, readable by its owner only (0700)."""
         ensure_data_dir(self.data_dir)
-        for path in (self.root, self.versions_dir, self.uploads_dir):
-            path.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        self.root.mkdir(mode=PRIVATE_DIR, exist_ok=True)
         with contextlib.suppress(PermissionError):  # e.g. a volume mounted by someone else
             self.root.chmod(PRIVATE_DIR)  # also a directory made by an older release
         return self

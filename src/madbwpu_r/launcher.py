@@ -72,11 +72,30 @@ def env_store_url(base: str | None, env: str, paths: EnvPaths) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def check_engines(store_url: str, queue_url: str, env: str) -> None:
+def env_blob_url(base: str | None, env: str, paths: EnvPaths) -> str:
+    """One blob store per environment: its directory, or a key prefix in the bucket."""
+    if not base:
+        return paths.default_blob_url
+    parts = urlsplit(base)
+    if parts.scheme != "s3":
+        raise ValueError(f"--blob-url must be an s3:// URL, not {base!r}")
+    prefix = parts.path.strip("/")
+    env_prefix = f"{prefix}/" if prefix else ""
+    env_prefix += f"madbwpu-r-{project_id(paths.data_dir)}-{env}"
+    return urlunsplit(parts._replace(path="/" + env_prefix))
+
+
+def check_engines(store_url: str, queue_url: str, blob_url: str, env: str) -> None:
     """Fail before any process starts when an engine is not there, naming the engine."""
+    from madbwpu_r.blobs import BlobStoreError, open_blobs
     from madbwpu_r.queue import QueueError, open_queue
     from madbwpu_r.store import StoreError, open_store
 
+    try:
+        with open_blobs(blob_url) as blobs:
+            blobs.ping()
+    except BlobStoreError as exc:
+        raise RuntimeError(f"{env}: the blob store is not available: {exc}") from None
     try:
         open_store(store_url).close()
     except StoreError as exc:
@@ -153,6 +172,7 @@ class Stack:
     edges: int = 1
     queue_url: str | None = None
     store_url: str | None = None
+    blob_url: str | None = None
     redis_url: str | None = None
     max_upload_bytes: int | None = None
     children: list[Child] = field(default_factory=list)
@@ -202,8 +222,10 @@ class Stack:
             edge_urls = [f"http://{self.host}:{port}" for port in edge_ports]
             queue_url = env_queue_url(self.queue_url, env, paths)
             store_url = env_store_url(self.store_url, env, paths)
-            check_engines(store_url, queue_url, env)
+            blob_url = env_blob_url(self.blob_url, env, paths)
+            check_engines(store_url, queue_url, blob_url, env)
             common = ["--data-dir", str(paths.data_dir), "--env", env, "--queue-url", queue_url]
+            common += ["--blob-url", blob_url]
             pubsub = (
                 [
                     "--redis-url",
@@ -243,7 +265,7 @@ class Stack:
         for supervisor in self.supervisors:
             supervisor.start()
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         urls = [
             url

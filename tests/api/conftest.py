@@ -19,13 +19,15 @@ TOKENS = {"write_token": "w" * 32, "worker_token": "k" * 32, "purge_token": "p" 
 
 class ApiHarness:
     def __init__(self, tmp_path: Path):
-        self.settings = ApiSettings(env="staging", data_dir=tmp_path, **TOKENS)
+        self.settings = ApiSettings(
+            env="staging", data_dir=tmp_path, cache_dir=tmp_path / "cache", **TOKENS
+        )
         self.app = create_app(self.settings)
         self.client = TestClient(self.app, raise_server_exceptions=False)
         self.state = self.app.state.api
         worker_client = TestClient(self.app)
         self.handler = IngestHandler(
-            self.settings.paths, ApiClient("", TOKENS["worker_token"], client=worker_client)
+            self.state.blobs, ApiClient("", TOKENS["worker_token"], client=worker_client)
         )
         self.worker = Worker(
             self.state.queue,
@@ -43,6 +45,10 @@ class ApiHarness:
         if token:
             all_headers["Authorization"] = f"Bearer {token}"
         return self.client.post(f"/v1/datasets/{name}/ingest", content=body, headers=all_headers)
+
+    def uploads(self) -> list[str]:
+        """The uploads waiting in the environment's blob store."""
+        return [b.key for b in self.state.blobs.list("uploads/")]
 
     def drain(self) -> None:
         """Run every ready job to its end in this thread, as a worker process would."""

@@ -104,7 +104,7 @@ def test_writes_need_the_write_token(api):
     assert_problem(api.ingest("people", PEOPLE, token="nope"), 403)
     assert_problem(api.ingest("people", PEOPLE, token=TOKENS["worker_token"]), 403)
     assert api.state.queue.depth("ingest").ready == 0
-    assert list(api.state.paths.uploads_dir.iterdir()) == []
+    assert api.uploads() == []
 
 
 def test_bad_requests_are_problems_and_change_nothing(api):
@@ -139,7 +139,7 @@ def test_idempotency_key_deduplicates_producer_retries(api):
     assert first.json()["job_id"] == second.json()["job_id"]
     assert second.json()["duplicate"] is True
     assert api.state.queue.depth("ingest").ready == 1
-    assert len(list(api.state.paths.uploads_dir.iterdir())) == 1
+    assert len(api.uploads()) == 1
 
 
 def test_version_events_apply_once_and_need_the_worker_token(api):
@@ -195,7 +195,31 @@ def test_a_rerun_after_the_upload_was_consumed_returns_the_published_version(api
 
     done = api.ingest_and_run("people", PEOPLE)
     info = api.state.queue.get(done["id"])
-    assert not any(api.state.paths.uploads_dir.iterdir())  # the upload was consumed
+    assert api.uploads() == []  # the upload was consumed
     rerun = Job(info.id, info.queue, info.payload, 2, info.max_attempts, 0, info.enqueued_at)
     assert api.handler(rerun) == {"dataset": "people", "digest": done["version"]}
     assert len(api.client.get("/v1/datasets/people/versions").json()["versions"]) == 1
+
+
+def test_an_upload_over_the_limit_is_413_and_stores_nothing(make_api):
+    api = make_api()
+    api.state.settings.max_upload_bytes = 100_000
+    body = b"id,name\n" + b"".join(b"%d,n%d\n" % (i, i) for i in range(20_000))
+    response = api.ingest("people", body)
+    assert response.status_code == 413, response.text
+    assert "limit of 100000 bytes" in response.json()["detail"]
+    assert api.uploads() == [] and api.state.queue.list() == []
+
+
+def test_a_large_upload_is_streamed_into_the_blob_store_whole(api):
+    body = b"id,name\n" + b"".join(b"%d,name-%d\n" % (i, i) for i in range(200_000))
+    accepted = api.ingest("big", body)
+    assert accepted.status_code == 202, accepted.text
+    (key,) = api.uploads()
+    assert api.state.blobs.read_bytes(key) == body
+    api.drain()
+    job = api.client.get(accepted.json()["status_url"]).json()
+    assert job["status"] == "succeeded" and api.uploads() == []
+    version = api.client.get("/v1/datasets/big").json()["current"]
+    assert version["row_count"] == 200_000
+    assert api.state.blobs.exists(f"sha256/{version['sha256'][:2]}/{version['sha256']}")

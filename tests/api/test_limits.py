@@ -26,5 +26,5 @@ def test_an_upload_over_the_limit_is_a_413_and_leaves_nothing(make_api):
     refused = api.ingest("big", b"id\n" + b"1\n" * 100)
     assert refused.status_code == 413
     assert "100 bytes" in refused.json()["detail"]
-    assert list(api.settings.paths.uploads_dir.iterdir()) == []
+    assert api.uploads() == []
     assert api.client.get("/v1/datasets/big").status_code == 404

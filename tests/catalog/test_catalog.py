@@ -85,8 +85,8 @@ def test_publish_refuses_unknown_and_foreign_jobs(catalog: Catalog) -> None:
     a = catalog.accept_ingest("people", "u1.csv", None)
     with pytest.raises(Conflict, match="ingests 'people', not 'places'"):
         catalog.publish_version(a.job_id, version("places", "d1"))
-    missing = Catalog(catalog.store, catalog.queue, catalog.relay, has_version=lambda d: False)
-    with pytest.raises(Conflict, match="not in the version store"):
+    missing = Catalog(catalog.store, catalog.queue, catalog.relay, has_version=lambda v: False)
+    with pytest.raises(Conflict, match="not in the blob store"):
         missing.publish_version(a.job_id, version("people", "d1"))
     with pytest.raises(NotFound):
         catalog.record_progress("nope", 1, 0.5, "half")

@@ -12,7 +12,18 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from madbwpu_r.blobs import open_blobs
+from madbwpu_r.config import EnvPaths
 from tests.e2e.test_stack import Running
+
+
+def uploads(stack: Running) -> list[str]:
+    """Uploads in staging's blob store, and any partial write its file backend left behind."""
+    with open_blobs(EnvPaths(stack.data_dir.resolve(), "staging").default_blob_url) as blobs:
+        keys = [b.key for b in blobs.list("uploads/")]
+    tmp = stack.data_dir / "staging" / "blobs" / ".tmp"
+    return keys + [str(p) for p in (tmp.iterdir() if tmp.exists() else [])]
+
 
 UPLOAD_LIMIT = 64 * 1024
 OTHER = {"staging": "production", "production": "staging"}
@@ -179,7 +190,7 @@ def test_data_directory_and_files_are_private(stack):
 def test_the_upload_of_a_failed_job_is_deleted(stack):
     failed = stack.ingest("staging", "broken", b"id,name\n1\n")
     assert failed["status"] == "failed"
-    assert list((stack.data_dir / "staging" / "uploads").iterdir()) == []
+    assert uploads(stack) == []
 
 
 def test_an_aborted_upload_is_one_log_line(stack):
@@ -199,7 +210,7 @@ def test_an_aborted_upload_is_one_log_line(stack):
         time.sleep(0.1)
     assert new.count("client disconnected") == 1
     assert "Traceback" not in new and "ClientDisconnect" not in new
-    assert list((stack.data_dir / "staging" / "uploads").iterdir()) == []  # no .part left
+    assert uploads(stack) == []  # no .part left
 
 
 # ---- item 1 (API side): the upload limit is enforced before the body is read ------------------
@@ -230,5 +241,5 @@ def test_a_chunked_upload_is_refused_once_it_passes_the_limit(stack):
     body = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * (UPLOAD_LIMIT // len(chunk) + 1)
     answer = raw_exchange(api, head, body)  # the body never ends: the answer comes before
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
-    assert list((stack.data_dir / "staging" / "uploads").iterdir()) == []
+    assert uploads(stack) == []
     assert stack.http.get(f"{api}/v1/datasets/huge").status_code == 404

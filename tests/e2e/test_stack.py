@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -15,12 +17,56 @@ import orjson
 import pytest
 
 CLI = [sys.executable, "-m", "madbwpu_r"]
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+@contextmanager
+def scaled_out_engines(data: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """`up`'s options for PostgreSQL + Redis + S3 (moto's server), and the AWS settings;
+    everything the run left on the servers is removed afterwards."""
+    from madbwpu_r.launcher import project_id
+    from tests.blobs.conftest import AWS_ENV, S3Server
+    from tests.queue.queue_backends import PG_URL, drop_pg_schema, require_postgres, require_redis
+
+    require_postgres()
+    require_redis()
+    tag = f"e2e{uuid.uuid4().hex[:8]}"
+    s3 = S3Server().start()
+    project = project_id(data)
+    try:
+        env = {**os.environ, **AWS_ENV, "AWS_ENDPOINT_URL": s3.url}
+        env.pop("AWS_PROFILE", None)
+        extra = [
+            "--store-url",
+            f"{PG_URL}?schema={tag}",
+            "--queue-url",
+            f"{REDIS}?prefix={tag}",
+            "--blob-url",
+            f"s3://{tag}/blobs?create=1",
+            "--redis-url",
+            REDIS,
+        ]
+        yield extra, env
+    finally:
+        s3.stop()
+        for environment in ("staging", "production"):
+            drop_pg_schema(f"{tag}_{project}_{environment}")
+        import redis
+
+        client = redis.Redis.from_url(REDIS)
+        for key in client.scan_iter(match=f"{{{tag}-*"):
+            client.delete(key)
+        client.close()
+
+
 ROWS_ROUTE = 'route="/v1/datasets/{name}/rows"'
 
 
 class Running:
-    def __init__(self, data_dir: Path, *extra: str):
+    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None):
         self.data_dir = data_dir
+        self.extra = extra
+        self.env = env
         data_dir.parent.mkdir(parents=True, exist_ok=True)  # `up` makes DIR itself, 0700
         self.log = data_dir.parent / "up.log"
         with self.log.open("ab") as log:
@@ -29,14 +75,16 @@ class Running:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 process_group=0,
+                env=env,
             )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 150  # `up` itself gives up after 120 s
         endpoints = data_dir / "endpoints.json"
         before = endpoints.stat().st_mtime_ns if endpoints.exists() else None
         # `up` writes endpoints.json once every tier answers; a file from an earlier run is stale.
         while not endpoints.exists() or endpoints.stat().st_mtime_ns == before:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.proc.kill()
+                self.proc.wait()
                 raise AssertionError(f"`up` did not start:\n{self.log.read_text()}")
             time.sleep(0.1)
         self.endpoints = orjson.loads(endpoints.read_bytes())
@@ -88,12 +136,21 @@ class Running:
             self.http.close()
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Running]:
-    """One running product for the module (start-up is the slow part); tests use their own datasets."""
-    running = Running(tmp_path_factory.mktemp("e2e") / "data")
-    yield running
-    running.stop()
+@pytest.fixture(scope="module", params=["embedded", "scaled-out"])
+def stack(request, tmp_path_factory) -> Iterator[Running]:
+    """One running product per engine set for the module (start-up is the slow part); tests use
+    their own datasets. The same checks run on the embedded default (SQLite and files) and
+    scaled out (PostgreSQL, Redis, an S3-compatible server)."""
+    data = tmp_path_factory.mktemp("e2e") / "data"
+    if request.param == "embedded":
+        running = Running(data)
+        yield running
+        running.stop()
+        return
+    with scaled_out_engines(data) as (extra, env):
+        running = Running(data, *extra, env=env)
+        yield running
+        running.stop()
 
 
 def test_endpoints_and_heartbeat(stack):
@@ -200,7 +257,7 @@ def test_cli_ingest_and_restart_keeps_data(stack, tmp_path):
     assert "Traceback" not in failed.stderr
 
     assert stack.stop() == 0
-    again = Running(stack.data_dir)
+    again = Running(stack.data_dir, *stack.extra, env=stack.env)
     try:
         api = again.endpoints["staging"]["api"]
         assert again.endpoints == stack.endpoints  # the same ports, where they are free

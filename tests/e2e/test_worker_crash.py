@@ -12,6 +12,9 @@ from pathlib import Path
 import httpx
 import orjson
 
+from madbwpu_r.blobs import content_key, open_blobs
+from madbwpu_r.config import EnvPaths
+
 CLI = [sys.executable, "-m", "madbwpu_r"]
 
 
@@ -75,10 +78,10 @@ def test_sigkilled_worker_job_is_rerun_and_applied_once(tmp_path):
         assert versions[0]["digest"] == job["version"]
         last = http.get(f"{api}/v1/datasets/big/rows?_sort=-id&_limit=1").json()["rows"]
         assert last == [{"id": rows - 1, "name": f"name-{rows - 1}", "score": rows - 1 + 0.5}]
-        # The killed attempt's partial file was swept; only the one version is left.
-        assert [p.name for p in (data / "staging" / "versions").iterdir()] == [
-            f"{job['version']}.sqlite"
-        ]
+        # One version file in the blob store, under its SHA-256; the upload is gone.
+        with open_blobs(EnvPaths(data.resolve(), "staging").default_blob_url) as blobs:
+            assert [b.key for b in blobs.list("uploads/")] == []
+            assert [b.key for b in blobs.list("sha256/")] == [content_key(versions[0]["sha256"])]
     finally:
         http.close()
         for proc in procs:

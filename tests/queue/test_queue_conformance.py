@@ -316,3 +316,23 @@ def test_a_caller_named_job_is_enqueued_once(q: Queue) -> None:
     assert q.get("outbox-job-1").state == "succeeded"
     with pytest.raises(InvalidJob):
         q.enqueue("work", {}, job_id="not a valid id!")
+
+
+def test_sweep_forgets_only_old_succeeded_jobs(q: Queue) -> None:
+    done = q.enqueue("work", {"n": 1})
+    dead = q.enqueue("work", {"n": 2}, max_attempts=1)
+    waiting = q.enqueue("work", {"n": 3})
+    for job in q.claim("work", n=2):
+        if job.id == done:
+            assert q.ack(job)
+        else:
+            q.nack(job, "broken", retry=False)
+    assert q.sweep_succeeded(older_than=3600) == 0  # too recent
+    assert q.get(done).state == "succeeded"
+    time.sleep(0.05)
+    assert q.sweep_succeeded(older_than=0.01) == 1
+    assert q.get(done) is None
+    assert {i.id for i in q.list()} == {dead, waiting}
+    assert q.get(dead).state == "dead" and q.get(waiting).state == "ready"
+    with pytest.raises(InvalidJob):
+        q.sweep_succeeded(older_than=-1)

@@ -183,3 +183,14 @@ def test_uploads_are_kept_until_forgotten(store: MetadataStore) -> None:
 
 def test_ping_answers(store: MetadataStore) -> None:
     store.ping()
+
+
+def test_a_version_keeps_the_first_file_published_for_it(store: MetadataStore) -> None:
+    from dataclasses import replace
+
+    accept(store, "j1", at=1.0)
+    accept(store, "j2", at=2.0)
+    publish(store, "j1", replace(version("people", "same"), sha256="a" * 64))
+    publish(store, "j2", replace(version("people", "same"), sha256="b" * 64))
+    assert store.version("people", "same").sha256 == "a" * 64
+    assert store.current("people").sha256 == "a" * 64

@@ -10,7 +10,8 @@ import socket
 
 import pytest
 
-from madbwpu_r.config import EnvPaths
+from madbwpu_r.blobs import open_blobs
+from madbwpu_r.catalog import upload_key
 from madbwpu_r.queue import Job
 from madbwpu_r.worker.api_client import ApiClient
 from madbwpu_r.worker.ingest import IngestHandler
@@ -24,11 +25,12 @@ def closed_port() -> int:
 
 @pytest.fixture
 def handler(tmp_path):
-    paths = EnvPaths(tmp_path, "staging").ensure()
+    blobs = open_blobs((tmp_path / "blobs").as_uri())
     # A real client to an API that is not there: every event fails as a transient fault.
     client = ApiClient(f"http://127.0.0.1:{closed_port()}", "token", attempts=1)
-    yield IngestHandler(paths, client)
+    yield IngestHandler(blobs, client)
     client.close()
+    blobs.close()
 
 
 def job(upload: str, attempt: int, max_attempts: int = 3) -> Job:
@@ -44,12 +46,12 @@ def job(upload: str, attempt: int, max_attempts: int = 3) -> Job:
 
 
 def test_a_transient_failure_keeps_the_upload_until_the_last_attempt(handler):
-    upload = handler.paths.uploads_dir / "u.csv"
-    upload.write_bytes(b"id\n1\n")
+    key = upload_key("u.csv")
+    handler.blobs.put(key, b"id\n1\n")
     for attempt in (1, 2):
         with pytest.raises(Exception, match="API did not accept"):
             handler(job("u.csv", attempt))
-        assert upload.exists()  # the job will run again and needs it
+        assert handler.blobs.exists(key)  # the job will run again and needs it
     with pytest.raises(Exception, match="API did not accept"):
         handler(job("u.csv", 3))
-    assert not upload.exists()  # the job is dead now
+    assert not handler.blobs.exists(key)  # the job is dead now

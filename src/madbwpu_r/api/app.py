@@ -84,6 +84,7 @@ def create_app(settings: ApiSettings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.relay.start()  # delivers first what a killed predecessor left in the outbox
+        state.retention.start()
         audit_api.start()
         yield
         audit_api.close()

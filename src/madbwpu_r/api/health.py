@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -11,6 +12,7 @@ from starlette.routing import Route
 
 from madbwpu_r.api.responses import NO_STORE, ORJSONResponse
 from madbwpu_r.api.state import INGEST_QUEUE, ApiState
+from madbwpu_r.blobs import BlobStoreError
 from madbwpu_r.queue.errors import QueueError
 from madbwpu_r.store import StoreError
 
@@ -20,27 +22,35 @@ def healthz(request: Request) -> Response:
 
 
 def heartbeat(request: Request) -> Response:
-    """200 when the store and the queue answer, 503 otherwise; never cached by the edge."""
+    """200 when the store, the queue and the blob store answer, 503 otherwise (each check
+    names its engine); never cached by the edge."""
     state: ApiState = request.app.state.api
-    checks: dict[str, dict] = {}
+    engines = state.engines()
+    checks: dict[str, dict[str, Any]] = {}
     datasets: dict[str, str] = {}
     try:
         state.store.ping()
         datasets = {d.name: d.current.digest for d in state.store.datasets() if d.current}
-        checks["store"] = {"ok": True}
+        checks["store"] = {"ok": True, "engine": engines["store"]}
     except StoreError as exc:
-        checks["store"] = {"ok": False, "error": str(exc)}
+        checks["store"] = {"ok": False, "engine": engines["store"], "error": str(exc)}
     try:
         depth = state.queue.depth(INGEST_QUEUE)
         checks["queue"] = {
             "ok": True,
+            "engine": engines["queue"],
             "ready": depth.ready,
             "in_flight": depth.in_flight,
             "scheduled": depth.scheduled,
             "dead": depth.dead,
         }
     except QueueError as exc:
-        checks["queue"] = {"ok": False, "error": str(exc)}
+        checks["queue"] = {"ok": False, "engine": engines["queue"], "error": str(exc)}
+    try:
+        state.blobs.ping()
+        checks["blobs"] = {"ok": True, "engine": engines["blobs"]}
+    except BlobStoreError as exc:
+        checks["blobs"] = {"ok": False, "engine": engines["blobs"], "error": str(exc)}
     healthy = all(c["ok"] for c in checks.values())
     state_digest = hashlib.sha256(
         "\n".join(f"{k}={v}" for k, v in sorted(datasets.items())).encode()

@@ -5,11 +5,13 @@ Handlers parse, authenticate and call the catalog (`madbwpu_r.catalog`); the rul
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 import uuid
-from pathlib import Path
+from typing import Any
 
+import anyio.from_thread
+import anyio.lowlevel
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -19,6 +21,8 @@ from starlette.routing import Route
 from madbwpu_r.api.datasets import check_dataset_name
 from madbwpu_r.api.responses import NO_STORE, ORJSONResponse
 from madbwpu_r.api.state import ApiState
+from madbwpu_r.blobs.port import CHUNK
+from madbwpu_r.catalog import upload_key
 from madbwpu_r.problems import ProblemError
 from madbwpu_r.security import bearer_token, tokens_equal
 from madbwpu_r.store import VersionInfo
@@ -45,6 +49,55 @@ def require_token(request: Request, expected: str, what: str) -> None:
         raise ProblemError(403, detail=f"the credential given is not the {what}")
 
 
+class _Body(io.RawIOBase):
+    """The request body as a blocking stream, read by the blob store's put in a worker thread.
+
+    Each read pulls the next chunks from the event loop, so memory holds about one chunk
+    whatever the upload's size; past `limit` bytes the read raises 413 and the put stores
+    nothing. Made on the event loop, it may be read from any thread (S3 uploads read from
+    their own transfer threads).
+    """
+
+    def __init__(self, request: Request, limit: int) -> None:
+        super().__init__()
+        self._loop = anyio.lowlevel.current_token()
+        self._chunks = request.stream()
+        self._limit = limit
+        self._buffer = b""
+        self._eof = False
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    async def _next(self) -> bytes | None:
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._buffer and not self._eof:
+            chunk = anyio.from_thread.run(self._next, token=self._loop)
+            if chunk is None:
+                self._eof = True
+                break
+            self.size += len(chunk)
+            if self.size > self._limit:
+                raise ProblemError(
+                    413, detail=f"the upload exceeds the limit of {self._limit} bytes"
+                )
+            self._buffer = chunk
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), len(self._buffer))
+        view[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def stream(self) -> io.BufferedReader:
+        return io.BufferedReader(self, buffer_size=CHUNK)
+
+
 MAX_EVENT_BYTES = 1 << 20  # a worker's event is a small JSON object
 
 
@@ -63,25 +116,6 @@ def link(state: ApiState, path: str) -> str:
     return (state.settings.public_url or "") + path
 
 
-async def _spool(request: Request, target: Path, limit: int) -> None:
-    """Stream the body to disk and fsync it before the job that reads it is enqueued."""
-    part = target.with_name(target.name + ".part")
-    size = 0
-    try:
-        with part.open("wb") as f:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise ProblemError(413, detail=f"the upload exceeds the limit of {limit} bytes")
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(part, target)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-
-
 async def ingest(request: Request) -> Response:
     state = _state(request)
     require_token(request, state.settings.write_token, "write token")
@@ -93,16 +127,17 @@ async def ingest(request: Request) -> Response:
             detail=f"send the file as 'Content-Type: text/csv' (got {content_type or 'none'!r})",
         )
     _refuse_declared_size(request, state.settings.max_upload_bytes)
-    upload = state.paths.uploads_dir / f"{uuid.uuid4().hex}.csv"
-    await _spool(request, upload, state.settings.max_upload_bytes)
+    upload = f"{uuid.uuid4().hex}.csv"
+    body = _Body(request, state.settings.max_upload_bytes)
+    await run_in_threadpool(state.blobs.put, upload_key(upload), body.stream())
     key = request.headers.get("idempotency-key")
     try:
-        accepted = await run_in_threadpool(state.catalog.accept_ingest, name, upload.name, key)
+        accepted = await run_in_threadpool(state.catalog.accept_ingest, name, upload, key)
     except BaseException:
-        upload.unlink(missing_ok=True)
+        await run_in_threadpool(state.blobs.delete, upload_key(upload))
         raise
     if accepted.duplicate:
-        upload.unlink(missing_ok=True)
+        await run_in_threadpool(state.blobs.delete, upload_key(upload))
     status_url = link(state, request.app.url_path_for("job", job_id=accepted.job_id))
     return ORJSONResponse(
         {

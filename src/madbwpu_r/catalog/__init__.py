@@ -9,7 +9,14 @@ from __future__ import annotations
 from madbwpu_r.catalog.delivery import Purger, deliverers
 from madbwpu_r.catalog.errors import CatalogError, Conflict, NotFound
 from madbwpu_r.catalog.relay import OutboxRelay
-from madbwpu_r.catalog.service import INGEST_QUEUE, JOB_STATUS, Accepted, Catalog, Published
+from madbwpu_r.catalog.service import (
+    INGEST_QUEUE,
+    JOB_STATUS,
+    Accepted,
+    Catalog,
+    Published,
+    upload_key,
+)
 
 __all__ = [
     "INGEST_QUEUE",
@@ -23,4 +30,5 @@ __all__ = [
     "Published",
     "Purger",
     "deliverers",
+    "upload_key",
 ]

@@ -22,7 +22,7 @@ from madbwpu_r.queue import JobInfo, Queue
 from madbwpu_r.signing import digest
 from madbwpu_r.store import IngestRecord, MetadataStore, OutboxMessage, Progress, VersionInfo
 
-__all__ = ["INGEST_QUEUE", "JOB_STATUS", "Accepted", "Catalog", "Published"]
+__all__ = ["INGEST_QUEUE", "JOB_STATUS", "Accepted", "Catalog", "Published", "upload_key"]
 
 INGEST_QUEUE = "ingest"
 # The queue's states, as a client of the API sees them.
@@ -48,6 +48,11 @@ class Published:
     purge: dict[str, Any] | None
 
 
+def upload_key(name: str) -> str:
+    """Where an accepted upload waits for its job, in the environment's blob store."""
+    return f"uploads/{name}"
+
+
 def dataset_keys(dataset: str) -> list[str]:
     """The surrogate keys a new version of `dataset` makes stale."""
     return [f"dataset:{dataset}", "datasets"]
@@ -62,7 +67,7 @@ class Catalog:
         queue: Queue,
         relay: OutboxRelay,
         *,
-        has_version: Callable[[str], bool] = lambda digest: True,
+        has_version: Callable[[VersionInfo], bool] = lambda version: True,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -123,8 +128,11 @@ class Catalog:
         record = self._ingest(job_id)
         if version.dataset != record.dataset:
             raise Conflict(f"job {job_id} ingests {record.dataset!r}, not {version.dataset!r}")
-        if not self.has_version(version.digest):
-            raise Conflict(f"version file {version.digest} is not in the version store")
+        if not self.has_version(version):
+            raise Conflict(
+                f"the file of version {version.digest} (sha256 {version.sha256}) "
+                "is not in the blob store"
+            )
         seq = None
         with self.store.unit_of_work() as uow:
             applied = uow.record_version(job_id, version)

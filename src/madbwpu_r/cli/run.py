@@ -74,6 +74,13 @@ def up(
             "(each environment gets its own schema)."
         ),
     ] = None,
+    blob_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Scale-out blob store instead of DIR/<env>/blobs: s3://BUCKET/PREFIX, endpoint "
+            "and credentials from the AWS_* settings (each environment gets its own prefix)."
+        ),
+    ] = None,
     redis_url: Annotated[
         str | None,
         typer.Option(help="Also fan purges out over Redis pub/sub (one channel per environment)."),
@@ -107,6 +114,7 @@ def up(
         edges=edges,
         queue_url=queue_url,
         store_url=store_url,
+        blob_url=blob_url,
         redis_url=redis_url,
         max_upload_bytes=parse_size(max_upload_bytes),
     )
@@ -153,8 +161,17 @@ def api(
     store_url: Annotated[
         str | None,
         typer.Option(
+            envvar="MADBWPU_R_STORE_URL",
             help="Metadata store URL: sqlite:///PATH or postgresql://USER@HOST/DB?schema=S "
-            "(default: the environment's SQLite file)."
+            "(default: the environment's SQLite file).",
+        ),
+    ] = None,
+    blob_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MADBWPU_R_BLOB_URL",
+            help="Blob store for uploads and version files: file:///DIR or s3://BUCKET/PREFIX "
+            "(default: file://DIR/<env>/blobs).",
         ),
     ] = None,
     redis_url: Annotated[
@@ -167,6 +184,15 @@ def api(
     redis_channel: Annotated[
         str, typer.Option(help="Pub/sub channel of the purges.")
     ] = "madbwpu-r:edge:purge",
+    retention: Annotated[
+        float,
+        typer.Option(
+            envvar="MADBWPU_R_RETENTION",
+            min=0,
+            help="Seconds after which succeeded jobs, ended ingests' uploads and delivered "
+            "outbox rows are swept (version files are kept).",
+        ),
+    ] = 7 * 24 * 3600.0,
     max_upload_bytes: MaxUpload = DEFAULT_MAX_UPLOAD,
     public_url: Annotated[
         str | None,
@@ -182,6 +208,7 @@ def api(
 
     from madbwpu_r.api.app import create_app
     from madbwpu_r.api.state import ApiSettings
+    from madbwpu_r.blobs import BlobStoreError
     from madbwpu_r.queue import QueueError
     from madbwpu_r.store import StoreError
 
@@ -196,15 +223,17 @@ def api(
         purge_token=secrets["purge_token"],
         queue_url=queue_url,
         store_url=store_url,
+        blob_url=blob_url,
         edges=list(edge or []),
         redis_url=redis_url,
         redis_channel=redis_channel,
+        retention=retention,
         max_upload_bytes=parse_size(max_upload_bytes),
         public_url=public_url,
     )
     try:
         app = create_app(settings)
-    except (StoreError, QueueError) as exc:
+    except (StoreError, QueueError, BlobStoreError) as exc:
         console.print(f"[red]error:[/red] {env} API cannot start: {exc}")
         raise typer.Exit(1) from None
     uvicorn.run(
@@ -230,6 +259,14 @@ def worker(
             help="Job queue URL (default: the environment's SQLite file).",
         ),
     ] = None,
+    blob_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MADBWPU_R_BLOB_URL",
+            help="Blob store for uploads and version files: file:///DIR or s3://BUCKET/PREFIX "
+            "(default: file://DIR/<env>/blobs).",
+        ),
+    ] = None,
     name: Annotated[str, typer.Option(help="Worker name, shown in logs and job claims.")] = "",
     lease: Annotated[
         float, typer.Option(help="Lease in seconds, renewed while a job runs.")
@@ -246,6 +283,7 @@ def worker(
 
     SIGTERM finishes (or releases) the current job, then exits.
     """
+    from madbwpu_r.blobs import open_blobs
     from madbwpu_r.queue import open_queue
     from madbwpu_r.worker.api_client import ApiClient
     from madbwpu_r.worker.ingest import IngestHandler
@@ -256,13 +294,14 @@ def worker(
         raise typer.Exit(2)
     name = name or f"{env}-worker-{socket.gethostname()}-{os.getpid()}"
     configure_logging(name)
-    paths = EnvPaths(data_dir.resolve(), env).ensure()
+    paths = EnvPaths(data_dir.resolve(), env)
     secrets = load_or_create_secrets(data_dir, env)
     queue = open_queue(queue_url or paths.default_queue_url)
+    blobs = open_blobs(blob_url or paths.default_blob_url)
     client = ApiClient(api, secrets["worker_token"])
     runner = Worker(
         queue,
-        handlers={"ingest": IngestHandler(paths, client)},
+        handlers={"ingest": IngestHandler(blobs, client)},
         queues=["ingest"],
         lease=lease,
         name=name,
@@ -275,6 +314,7 @@ def worker(
             health.close()
         client.close()
         queue.close()
+        blobs.close()
     sys.exit(0)
 
 

@@ -161,6 +161,14 @@ class SQLQueue(Queue):
         with self._write() as db:
             return int(db.execute(sql, (now, now, consumer, *queues)).rowcount)
 
+    def _sweep(self, before: float, limit: int) -> int:
+        sql = self._sql(
+            "DELETE FROM {t} WHERE id IN (SELECT id FROM {t}"
+            " WHERE state = 'succeeded' AND updated_at < ? LIMIT ?)"
+        )
+        with self._write() as db:
+            return int(db.execute(sql, (before, limit)).rowcount)
+
     def _revive(self, job_id: str, now: float) -> bool:
         sql = (
             "UPDATE {t} SET state = 'queued', attempts = 0, run_at = ?, updated_at = ?"

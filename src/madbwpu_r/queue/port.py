@@ -296,6 +296,16 @@ class Queue(abc.ABC):
         with self._errors():
             return self._expire(str(consumer), names, time.time())
 
+    def sweep_succeeded(self, older_than: float, limit: int = 10_000) -> int:
+        """Forget up to `limit` succeeded jobs last updated more than `older_than` s ago.
+
+        Retention: dead, queued and running jobs are never swept. Returns how many went.
+        """
+        if not math.isfinite(older_than) or older_than < 0:
+            raise InvalidJob("older_than must be a finite number of seconds >= 0")
+        with self._errors():
+            return self._sweep(time.time() - older_than, max(1, int(limit)))
+
     def depth(self, queue: str) -> Depth:
         _check_queue(queue)
         with self._errors():
@@ -396,6 +406,10 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def _revive(self, job_id: str, now: float) -> bool: ...
+
+    @abc.abstractmethod
+    def _sweep(self, before: float, limit: int) -> int:
+        """Delete succeeded jobs with `updated_at < before`, at most `limit`."""
 
 
 def _check_queue(name: str) -> None:

@@ -229,6 +229,25 @@ push(cur[5], cur[6], id, jk)
 return 1
 """
 
+_SWEEP = """
+local before, limit, n = tonumber(ARGV[2]), tonumber(ARGV[3]), 0
+local ids = redis.call('ZRANGEBYSCORE', P .. ':index', '-inf', '(' .. ARGV[2])
+for _, id in ipairs(ids) do
+  if n >= limit then break end
+  local jk = P .. ':job:' .. id
+  local f = redis.call('HMGET', jk, 'state', 'updated_at', 'queue')
+  if f[1] == 'succeeded' and tonumber(f[2]) < before then
+    redis.call('DEL', jk)
+    redis.call('ZREM', P .. ':index', id)
+    redis.call('ZREM', P .. ':index:' .. f[3], id)
+    n = n + 1
+  elseif not f[1] then
+    redis.call('ZREM', P .. ':index', id)
+  end
+end
+return n
+"""
+
 _EXPIRE = """
 local now, consumer = ARGV[2], ARGV[3]
 local n = 0
@@ -318,6 +337,7 @@ class RedisQueue(Queue):
                 ("bury", _BURY),
                 ("release", _RELEASE),
                 ("expire", _EXPIRE),
+                ("sweep", _SWEEP),
                 ("revive", _REVIVE),
                 ("depth", _DEPTH),
             )
@@ -413,6 +433,10 @@ class RedisQueue(Queue):
 
     def _revive(self, job_id: str, now: float) -> bool:
         return bool(self._run("revive", job_id, repr(now)))
+
+    def _sweep(self, before: float, limit: int) -> int:
+        """Succeeded jobs also expire by themselves after `?retention=`; this ends them sooner."""
+        return int(self._run("sweep", repr(before), limit))
 
     def _depth(self, queue: str, now: float) -> Depth:
         ready, inflight, scheduled, dead, oldest = self._run("depth", queue, repr(now))

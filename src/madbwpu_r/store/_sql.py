@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS {p}versions (
     schema TEXT NOT NULL,
     checksum TEXT NOT NULL,
     created_at {real} NOT NULL,
+    file_sha256 TEXT,
     PRIMARY KEY (dataset, digest)
 );
 CREATE TABLE IF NOT EXISTS {p}ingests (
@@ -94,6 +95,7 @@ CREATE TABLE IF NOT EXISTS {p}counters (
 ADDED_COLUMNS = (
     ("ingests", "idempotency_key", "TEXT"),
     ("ingests", "upload_removed", "INTEGER NOT NULL DEFAULT 0"),
+    ("versions", "file_sha256", "TEXT"),
 )
 INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS {i}ingests_idempotency
@@ -102,13 +104,13 @@ CREATE INDEX IF NOT EXISTS {i}ingests_uploads ON {p}ingests (upload_removed, acc
 CREATE INDEX IF NOT EXISTS {i}outbox_pending ON {p}outbox (delivered_at, seq)
 """
 
-_VERSION_COLUMNS = "dataset, digest, row_count, schema, checksum, created_at"
+_VERSION_COLUMNS = "dataset, digest, row_count, schema, checksum, created_at, file_sha256"
 _INGEST_COLUMNS = "job_id, dataset, upload, accepted_at, version_digest, idempotency_key"
 _OUTBOX_COLUMNS = "seq, kind, payload, created_at, attempts, last_error"
 
 
 def _version(row: tuple[Any, ...]) -> VersionInfo:
-    dataset, digest, row_count, schema, checksum, created_at = row
+    dataset, digest, row_count, schema, checksum, created_at, sha256 = row
     return VersionInfo(
         dataset=dataset,
         digest=digest,
@@ -116,6 +118,7 @@ def _version(row: tuple[Any, ...]) -> VersionInfo:
         schema=tuple(Column(c["name"], c["type"]) for c in orjson.loads(schema)),
         checksum=checksum,
         created_at=float(created_at),
+        sha256=sha256,
     )
 
 
@@ -171,8 +174,9 @@ class SQLUnitOfWork(UnitOfWork):
         )
         schema = orjson.dumps([{"name": c.name, "type": c.type} for c in version.schema])
         self._execute(
-            f"INSERT INTO {{p}}versions ({_VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
+            f"INSERT INTO {{p}}versions AS v ({_VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (dataset, digest) DO UPDATE SET file_sha256 = excluded.file_sha256"
+            " WHERE v.file_sha256 IS NULL",  # the first file stays; a legacy row gets one
             (
                 version.dataset,
                 version.digest,
@@ -180,6 +184,7 @@ class SQLUnitOfWork(UnitOfWork):
                 schema.decode(),
                 version.checksum,
                 self.now,
+                version.sha256,
             ),
         )
         # A slower, older ingest never replaces the data of a newer accepted one.

@@ -44,6 +44,7 @@ class VersionInfo:
     schema: tuple[Column, ...]
     checksum: str
     created_at: float = 0.0
+    sha256: str | None = None  # of the version file's bytes: its key in the blob store
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +54,7 @@ class VersionInfo:
             "schema": [{"name": c.name, "type": c.type} for c in self.schema],
             "checksum": self.checksum,
             "created_at": self.created_at,
+            "sha256": self.sha256,
         }
 
     @classmethod
@@ -64,6 +66,7 @@ class VersionInfo:
             schema=tuple(Column(c["name"], c["type"]) for c in data["schema"]),
             checksum=data["checksum"],
             created_at=float(data.get("created_at") or 0.0),
+            sha256=data.get("sha256"),
         )
 
 
