@@ -225,7 +225,7 @@ class Stack:
             for child in self.children:
                 if not child.alive() and not self._stop.is_set():
                     child.restarts += 1
-                    log.warning("restarting exited process", extra={"process": child.name})
+                    log.warning("restarting exited process", extra={"tier": child.name})
                     child.start()
 
     def request_stop(self) -> None:
