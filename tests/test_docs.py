@@ -7,7 +7,7 @@ from pathlib import Path
 import typer.main
 from starlette.routing import Route
 
-from madbwpu_r.api import datasets, health, jobs
+from madbwpu_r.api import audit, datasets, health, jobs
 from madbwpu_r.cli.main import app
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
@@ -41,7 +41,11 @@ def test_every_command_has_help():
 
 
 def test_every_public_route_is_documented():
-    routes = [r for r in datasets.routes + health.routes + jobs.routes if isinstance(r, Route)]
+    routes = [
+        r
+        for r in datasets.routes + health.routes + jobs.routes + audit.routes
+        if isinstance(r, Route)
+    ]
     public = [r for r in routes if "/internal/" not in r.path]
     missing = [r.path for r in public if f" {r.path}`" not in README]
     assert not missing, f"README does not document: {missing}"

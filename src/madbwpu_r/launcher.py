@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -55,6 +56,34 @@ def env_queue_url(base: str | None, env: str, paths: EnvPaths) -> str:
     else:
         raise ValueError(f"--queue-url must be a redis:// or postgresql:// URL, not {base!r}")
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def env_store_url(base: str | None, env: str, paths: EnvPaths) -> str:
+    """One metadata store per environment: its SQLite file, or a PostgreSQL schema."""
+    if not base:
+        return paths.default_store_url
+    parts = urlsplit(base)
+    if not parts.scheme.startswith("postgres"):
+        raise ValueError(f"--store-url must be a postgresql:// URL, not {base!r}")
+    query = dict(parse_qsl(parts.query))
+    query["schema"] = f"{query.get('schema', 'madbwpu_r')}_{project_id(paths.data_dir)}_{env}"
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def check_engines(store_url: str, queue_url: str, env: str) -> None:
+    """Fail before any process starts when an engine is not there, naming the engine."""
+    from madbwpu_r.queue import QueueError, open_queue
+    from madbwpu_r.store import StoreError, open_store
+
+    try:
+        open_store(store_url).close()
+    except StoreError as exc:
+        raise RuntimeError(f"{env}: the metadata store is not available: {exc}") from None
+    try:
+        with open_queue(queue_url) as queue:
+            queue.depth("ingest")  # a round trip: some clients connect lazily
+    except QueueError as exc:
+        raise RuntimeError(f"{env}: the job queue is not available: {exc}") from None
 
 
 def purge_channel(data_dir: Path, env: str) -> str:
@@ -121,10 +150,11 @@ class Stack:
     max_workers: int = 4
     edges: int = 1
     queue_url: str | None = None
+    store_url: str | None = None
     redis_url: str | None = None
     children: list[Child] = field(default_factory=list)
     supervisors: list[Supervisor] = field(default_factory=list)
-    endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # "edges" is a list
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _previous_ports(self) -> dict[str, dict[str, int]]:
@@ -157,6 +187,8 @@ class Stack:
             edge_ports = [free_port(self.host, ports.get(f"edge{i}")) for i in range(self.edges)]
             edge_urls = [f"http://{self.host}:{port}" for port in edge_ports]
             queue_url = env_queue_url(self.queue_url, env, paths)
+            store_url = env_store_url(self.store_url, env, paths)
+            check_engines(store_url, queue_url, env)
             common = ["--data-dir", str(paths.data_dir), "--env", env, "--queue-url", queue_url]
             pubsub = (
                 [
@@ -169,6 +201,7 @@ class Stack:
                 else []
             )
             api_argv = CLI + ["api", *common, "--listen", f"{self.host}:{api_port}", *pubsub]
+            api_argv += ["--store-url", store_url]
             for url in edge_urls:
                 api_argv += ["--edge", url]
             self.children.append(Child(f"{env}-api", api_argv, base_env))
@@ -188,7 +221,7 @@ class Stack:
             self.supervisors.append(supervisor)
             self.endpoints[env] = {"edge": edge_urls[0], "api": api_url}
             if self.edges > 1:
-                self.endpoints[env]["edges"] = edge_urls  # type: ignore[assignment]
+                self.endpoints[env]["edges"] = edge_urls
         for child in self.children:
             child.start()
         for supervisor in self.supervisors:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from madbwpu_r.audit.merkle import (
     EMPTY_ROOT,
+    Frontier,
     ProofError,
     Tree,
     leaf_hash,
@@ -125,3 +126,13 @@ def test_every_proof_the_tree_makes_verifies(leaves: list[bytes], data: st.DataO
             verify_consistency(size1, size2, tree.consistency_proof(size1, size2), root2, root2)
     with pytest.raises(ProofError):
         verify_inclusion(leaf_hash(leaves[index] + b"x"), index, size2, proof, root2)
+
+
+@given(st.lists(st.binary(max_size=4), max_size=40))
+def test_the_frontier_roots_like_the_tree(leaves: list[bytes]) -> None:
+    frontier, tree = Frontier(), Tree()
+    for leaf in leaves:
+        frontier.append(leaf_hash(leaf))
+        tree.append_hash(leaf_hash(leaf))
+        assert frontier.root() == tree.root()
+        assert Frontier.decode(frontier.size, frontier.encode()).root() == tree.root()

@@ -1,13 +1,17 @@
-"""`up` on the scale-out engines: jobs on Redis Streams, purges over Redis pub/sub to 2 edges."""
+"""`up` on the scale-out engines: metadata on PostgreSQL, jobs on Redis Streams, purges over
+Redis pub/sub to 2 edges; an engine that is down is a clear start-up error."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 import redis
 
-from tests.e2e.test_stack import Running
+from madbwpu_r.launcher import project_id
+from tests.e2e.test_stack import CLI, Running
+from tests.queue.queue_backends import PG_URL, drop_pg_schema, require_postgres
 
 REDIS = "redis://127.0.0.1:6379/0"
 
@@ -25,13 +29,18 @@ def redis_server():
     client.close()
 
 
-def test_up_on_redis_with_two_edges(tmp_path, redis_server):
+def test_up_on_postgres_and_redis_with_two_edges(tmp_path, redis_server):
+    require_postgres()
+    data = tmp_path / "data"
+    schemas = [f"e2e_{project_id(data)}_{env}" for env in ("staging", "production")]
     stack = Running(
-        tmp_path / "data",
+        data,
         "--edges",
         "2",
         "--queue-url",
         f"{REDIS}?prefix=e2e-test",
+        "--store-url",
+        f"{PG_URL}?schema=e2e",
         "--redis-url",
         REDIS,
     )
@@ -45,6 +54,13 @@ def test_up_on_redis_with_two_edges(tmp_path, redis_server):
             assert stack.http.get(f"{edge}/v1/datasets/people/rows").headers["x-cache"] == "HIT"
         # The job went through Redis, under this project's and environment's own prefix.
         assert any(b"-staging" in key for key in redis_server.scan_iter(match="{e2e-test-*"))
+        # The metadata went to PostgreSQL, in this environment's own schema; none is on disk.
+        import psycopg
+
+        with psycopg.connect(PG_URL) as conn:
+            (count,) = conn.execute(f'SELECT count(*) FROM "{schemas[0]}".versions').fetchone()
+        assert count == 1
+        assert not (data / "staging" / "state.sqlite").exists()
 
         second = stack.ingest("staging", "people", b"id,name\n1,ann\n2,bob\n")
         assert second["status"] == "succeeded", second
@@ -56,3 +72,24 @@ def test_up_on_redis_with_two_edges(tmp_path, redis_server):
         assert stack.stop() == 0
         for key in redis_server.scan_iter(match="{e2e-test-*"):
             redis_server.delete(key)
+        for schema in schemas:
+            drop_pg_schema(schema)
+
+
+@pytest.mark.parametrize(
+    ("option", "url", "engine"),
+    [
+        ("--store-url", "postgresql://postgres@127.0.0.1:9/test?pool_timeout=1", "metadata store"),
+        ("--queue-url", "redis://127.0.0.1:9/0", "job queue"),
+    ],
+)
+def test_an_engine_that_is_down_is_a_clear_start_up_error(tmp_path, option, url, engine):
+    result = subprocess.run(
+        [*CLI, "up", "--data-dir", str(tmp_path / "data"), option, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert f"the {engine} is not available" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

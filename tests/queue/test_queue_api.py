@@ -17,7 +17,7 @@ from madbwpu_r.queue import (
 
 def test_exported_names_are_locked() -> None:
     assert sorted(queue_pkg.__all__) == sorted([
-        "DEFAULT_LEASE", "STATES", "Depth", "InvalidJob", "Job", "JobInfo", "Queue",
+        "DEFAULT_LEASE", "STATES", "Depth", "InvalidJob", "Job", "JobInfo", "PermanentJobError", "Queue",
         "QueueConfigError", "QueueError", "QueueUnavailable", "RetryPolicy", "open_queue",
     ])  # fmt: skip
     assert sorted(runner.__all__) == ["Handler", "PermanentError", "Worker"]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from madbwpu_r.queue import Depth, InvalidJob, Queue
+from madbwpu_r.queue import Depth, InvalidJob, PermanentJobError, Queue
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
@@ -128,6 +128,37 @@ def test_permanent_failure_is_dead_at_once(q: Queue) -> None:
     job_id = q.enqueue("work", {})
     assert q.nack(claim_one(q), "bad input", retry=False) is True
     assert q.get(job_id).state == "dead"
+
+
+def test_fail_with_a_permanent_error_is_dead_at_once_with_attempts_left(q: Queue) -> None:
+    job_id = q.enqueue("work", {}, max_attempts=5)
+    assert q.fail(claim_one(q), PermanentJobError("line 1: bad header")) is True
+    info = q.get(job_id)
+    assert info.state == "dead" and info.attempts == 1
+    assert info.last_error == "line 1: bad header"  # the user's message, as is
+    assert q.depth("work") == Depth(ready=0, in_flight=0, scheduled=0, dead=1, oldest_ready_age=0.0)
+    time.sleep(0.15)  # past any backoff: nothing comes back
+    assert q.claim(["work"], n=1) == []
+
+
+def test_fail_with_any_other_error_is_retried(q: Queue) -> None:
+    job_id = q.enqueue("work", {})
+    assert q.fail(claim_one(q), ConnectionError("api down")) is True
+    info = q.get(job_id)
+    assert info.state in ("scheduled", "ready") and info.last_error == "ConnectionError: api down"
+    wait_for(lambda: q.depth("work").ready == 1)
+    assert claim_one(q).attempt == 2
+
+
+def test_fail_is_fenced_like_nack(make_queue) -> None:
+    q = make_queue(lease=0.3, max_attempts=5)
+    job_id = q.enqueue("work", {})
+    stale = claim_one(q)
+    time.sleep(0.4)
+    current = claim_one(q, consumer="c2")
+    assert q.fail(stale, PermanentJobError("late")) is False
+    assert q.get(job_id).state == "running"
+    assert q.ack(current) is True
 
 
 def test_a_job_whose_workers_keep_dying_is_dead_lettered(make_queue) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.applications import Starlette
@@ -12,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from madbwpu_r.api import datasets, health, jobs
+from madbwpu_r.api import audit, datasets, health, jobs
 from madbwpu_r.api.state import INGEST_QUEUE, ApiSettings, ApiState
 from madbwpu_r.catalog import Conflict, NotFound
 from madbwpu_r.problems import install_problem_handlers, problem_response
@@ -41,7 +42,7 @@ class MetricsMiddleware:
         status = 500
         start = time.perf_counter()
 
-        async def send_status(message: dict) -> None:
+        async def send_status(message: MutableMapping[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -78,14 +79,19 @@ async def _refused(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: ApiSettings) -> Starlette:
     state = ApiState(settings)
+    audit_api = audit.AuditApi(settings.data_dir, settings.env, settings.store_url)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.relay.start()  # delivers first what a killed predecessor left in the outbox
+        audit_api.start()
         yield
+        audit_api.close()
         state.close()
 
-    app = Starlette(routes=health.routes + datasets.routes + jobs.routes, lifespan=lifespan)
+    routes = health.routes + datasets.routes + jobs.routes + audit.routes
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.audit = audit_api
     registry = CollectorRegistry()
     registry.register(
         QueueCollector(state.queue, [INGEST_QUEUE], workers=lambda: supervised_workers(state))

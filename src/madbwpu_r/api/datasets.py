@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -17,14 +18,13 @@ from madbwpu_r.api.responses import (
     etag_matches,
     surrogate_keys,
 )
+from madbwpu_r.api.rowquery import parse_query
 from madbwpu_r.api.state import ApiState
 from madbwpu_r.problems import ProblemError
 from madbwpu_r.store.port import VersionInfo
 from madbwpu_r.store.versions import QueryError
 
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-MAX_LIMIT = 1000
-READ_PARAMS = {"_limit", "_after", "_sort", "_fields", "_version"}
 
 
 def check_dataset_name(name: str) -> str:
@@ -60,7 +60,7 @@ def _cached(request: Request, body: object, etag: str, cache_control: str, keys:
 
 def list_datasets(request: Request) -> Response:
     state = _state(request)
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "name": d.name,
             "versions": d.versions,
@@ -105,59 +105,28 @@ def list_versions(request: Request) -> Response:
     )
 
 
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ProblemError(400, detail=f"{name} must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ProblemError(400, detail=f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
 def rows(request: Request) -> Response:
     state = _state(request)
     name = request.path_params["name"]
-    params = request.query_params
-    pinned = params.get("_version")
-    version = _resolve(state, name, pinned)
-    limit = _int_param(request, "_limit", 100, 1, MAX_LIMIT)
-    sort = params.get("_sort") or None
-    descending = bool(sort and sort.startswith("-"))
-    if sort:
-        sort = sort.removeprefix("-")
-    fields = [f for f in params.get("_fields", "").split(",") if f] or None
-    filters: list[tuple[str, str, str]] = []
-    for key, value in params.multi_items():
-        if key.startswith("_"):
-            if key not in READ_PARAMS:
-                raise ProblemError(
-                    400,
-                    detail=f"unknown parameter {key!r}; known: {', '.join(sorted(READ_PARAMS))}",
-                )
-            continue
-        column, _, op = key.partition("__")
-        filters.append((column, op or "eq", value))
-    reader = state.versions.reader(version)
+    raw = parse_query(request.scope["query_string"])
+    version = _resolve(state, name, raw.version)
+    query = raw.bind(version.schema)
     try:
-        page = reader.page(
-            fields=fields,
-            filters=filters,
-            sort=sort,
-            descending=descending,
-            after=params.get("_after"),
-            limit=limit,
+        page = state.versions.reader(version).page(
+            fields=query.fields,
+            filters=query.filters,
+            sort=query.sort,
+            descending=query.descending,
+            after=query.after,
+            limit=query.limit,
         )
     except QueryError as exc:
-        raise ProblemError(400, detail=str(exc)) from None
+        extra: dict[str, Any] = {"parameter": exc.parameter} if exc.parameter else {}
+        raise ProblemError(400, detail=str(exc), **extra) from None
     next_url = None
     if page.next_cursor:
-        query = [(k, v) for k, v in params.multi_items() if k != "_after"]
-        query.append(("_after", page.next_cursor))
-        next_url = f"{request.url.path}?{urlencode(query)}"
+        link = [*query.without_after(), ("_after", page.next_cursor)]
+        next_url = f"{request.url.path}?{urlencode(link)}"
     body = {
         "dataset": name,
         "version": version.digest,
@@ -165,12 +134,12 @@ def rows(request: Request) -> Response:
         "rows": page.rows,
         "next": next_url,
     }
-    canonical = urlencode(sorted(params.multi_items()))
+    canonical = urlencode(sorted(query.items))
     return _cached(
         request,
         body,
         etag_for("rows", version.digest, canonical),
-        IMMUTABLE_CACHE_CONTROL if pinned else CURRENT_CACHE_CONTROL,
+        IMMUTABLE_CACHE_CONTROL if raw.version else CURRENT_CACHE_CONTROL,
         surrogate_keys(name, version.digest),
     )
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 
 __all__ = [
     "EMPTY_ROOT",
+    "Frontier",
     "ProofError",
     "Tree",
     "leaf_hash",
@@ -136,6 +137,45 @@ class Tree:
     def _check_size(self, size: int) -> None:
         if not 0 <= size <= len(self):
             raise ProofError(f"the tree has {len(self)} leaves, not {size}")
+
+
+class Frontier:
+    """The right edge of a tree: one hash per set bit of its size, enough to append and root.
+
+    The log keeps this (at most 64 hashes) beside its head, so a checkpoint's root costs
+    O(log n) hashes however long the log is, and each append one leaf and on average one node.
+    """
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()):
+        if len(hashes) != bin(size).count("1"):
+            raise ProofError(f"a frontier of size {size} has {bin(size).count('1')} hashes")
+        self.size = size
+        self.hashes = list(hashes)
+
+    def append(self, h: bytes) -> None:
+        self.hashes.append(h)
+        self.size += 1
+        n = self.size
+        while n & 1 == 0:  # two equal complete subtrees merge into one
+            right = self.hashes.pop()
+            self.hashes[-1] = node_hash(self.hashes[-1], right)
+            n >>= 1
+
+    def root(self) -> bytes:
+        if not self.hashes:
+            return EMPTY_ROOT
+        r = self.hashes[-1]
+        for h in reversed(self.hashes[:-1]):
+            r = node_hash(h, r)
+        return r
+
+    def encode(self) -> str:
+        return "".join(h.hex() for h in self.hashes)
+
+    @classmethod
+    def decode(cls, size: int, text: str) -> Frontier:
+        raw = bytes.fromhex(text)
+        return cls(size, [raw[i : i + 32] for i in range(0, len(raw), 32)])
 
 
 def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:

@@ -7,16 +7,19 @@ caller never learns whether the queue shares the store's database: it only sees 
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from madbwpu_r.audit.records import AuditRecord
 from madbwpu_r.catalog.errors import Conflict, NotFound
 from madbwpu_r.catalog.relay import OutboxRelay
 from madbwpu_r.failpoints import failpoint
 from madbwpu_r.queue import JobInfo, Queue
+from madbwpu_r.signing import digest
 from madbwpu_r.store import IngestRecord, MetadataStore, OutboxMessage, Progress, VersionInfo
 
 __all__ = ["INGEST_QUEUE", "JOB_STATUS", "Accepted", "Catalog", "Published"]
@@ -68,8 +71,11 @@ class Catalog:
 
     # ---- ingests ----------------------------------------------------------------------------
 
-    def accept_ingest(self, dataset: str, upload: str, idempotency_key: str | None) -> Accepted:
-        """Record the ingest and its job in one commit; a repeated key names the first one."""
+    def accept_ingest(
+        self, dataset: str, upload: str, idempotency_key: str | None, actor: str = "api"
+    ) -> Accepted:
+        """Record the ingest, its job and its audit entry in one commit; a repeated key names
+        the first one."""
         record = IngestRecord(
             job_id=uuid.uuid4().hex,
             dataset=dataset,
@@ -90,6 +96,10 @@ class Catalog:
                         },
                     )
                 )
+                uow.audit(
+                    AuditRecord(actor, "ingest.accepted", f"dataset:{dataset}",
+                                detail=f"job {record.job_id}")
+                )  # fmt: skip
         failpoint("ingest-committed")
         self._deliver()
         return Accepted(kept.job_id, dataset, duplicate=kept.job_id != record.job_id)
@@ -106,7 +116,9 @@ class Catalog:
             return None
         return self.store.version(record.dataset, record.version_digest)
 
-    def publish_version(self, job_id: str, version: VersionInfo) -> Published:
+    def publish_version(
+        self, job_id: str, version: VersionInfo, actor: str = "worker"
+    ) -> Published:
         """Make `version` current (unless a newer ingest won) and purge the edges, once per job."""
         record = self._ingest(job_id)
         if version.dataset != record.dataset:
@@ -118,6 +130,15 @@ class Catalog:
             applied = uow.record_version(job_id, version)
             if applied:
                 seq = uow.emit(OutboxMessage("purge", {"keys": dataset_keys(version.dataset)}))
+                uow.audit(
+                    AuditRecord(
+                        actor,
+                        "version.published",
+                        f"dataset:{version.dataset}",
+                        evidence=_digests(version=version.digest, checksum=version.checksum),
+                        detail=f"job {job_id}, {version.row_count} rows",
+                    )
+                )
         results = self._deliver()
         return Published(applied, results.get(seq) if seq is not None else None)
 
@@ -139,7 +160,7 @@ class Catalog:
             view["progress"] = {"fraction": fraction, "message": progress.message}
         return view
 
-    def retry_dead(self, job_id: str) -> JobInfo:
+    def retry_dead(self, job_id: str, actor: str = "operator") -> JobInfo:
         """Put a dead job back on its queue with a fresh set of attempts."""
         info = self.queue.get(job_id)
         if info is None:
@@ -148,6 +169,7 @@ class Catalog:
             raise Conflict(f"job {job_id} is {info.state}; only dead jobs can be retried")
         with self.store.unit_of_work() as uow:
             uow.emit(OutboxMessage("retry", {"job_id": job_id}))
+            uow.audit(AuditRecord(actor, "job.retry", f"job:{job_id}", detail=info.queue))
         self._deliver()
         after = self.queue.get(job_id)
         if after is None or after.state == "dead":
@@ -168,6 +190,14 @@ class Catalog:
             return self.relay.flush()
         finally:
             self.relay.notify()
+
+
+def _digests(**values: str) -> dict[str, str]:
+    """Evidence is SHA-256 hex digests only; a value in another form is digested first."""
+    return {k: v if _HEX.match(v) else digest(v.encode()) for k, v in values.items()}
+
+
+_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _job_view(job_id: str, info: JobInfo | None) -> dict[str, Any]:

@@ -122,5 +122,5 @@ def register(app: typer.Typer) -> None:
             proxy_headers=False,
             backlog=4096,
             # uvicorn's 5 s default closes idle connections just as clients reuse them.
-            timeout_keep_alive=keep_alive,
+            timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # a float works; stubs say int
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from madbwpu_r.api.datasets import DATASET_NAME
 from madbwpu_r.cli.options import DEFAULT_DIR, DataDir, Env
 from madbwpu_r.config import load_endpoints, load_or_create_secrets
 
@@ -32,24 +34,62 @@ def _problem(response: httpx.Response) -> str:
         return response.text or response.reason_phrase
 
 
+def check_name(value: str) -> str:
+    if not DATASET_NAME.fullmatch(value):
+        raise typer.BadParameter(
+            f"{value!r} is not a valid dataset name: use 1-64 letters, digits, '_', '.', '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def check_api(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL:
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise typer.BadParameter(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+def check_timeout(value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise typer.BadParameter(f"must be a number of seconds above 0, got {value}")
+    return value
+
+
 def ingest(
-    name: Annotated[str, typer.Argument(help="Dataset name (letters, digits, '_', '.', '-').")],
+    name: Annotated[
+        str,
+        typer.Argument(help="Dataset name (letters, digits, '_', '.', '-').", callback=check_name),
+    ],
     file: Annotated[
-        Path, typer.Argument(help="CSV file with a header line.", exists=True, dir_okay=False)
+        Path,
+        typer.Argument(
+            help="CSV file with a header line.", exists=True, dir_okay=False, readable=True
+        ),
     ],
     data_dir: DataDir = DEFAULT_DIR,
     env: Env = "staging",
     api: Annotated[
-        str | None, typer.Option(help="API URL (default: from DIR/endpoints.json written by `up`).")
+        str | None,
+        typer.Option(
+            help="API URL (default: from DIR/endpoints.json written by `up`).", callback=check_api
+        ),
     ] = None,
     wait: Annotated[bool, typer.Option(help="Follow the job until it ends.")] = True,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the job.")] = 600.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the job (> 0).", callback=check_timeout)
+    ] = 600.0,
 ) -> None:
     """Ingest FILE as a new immutable version of dataset NAME.
 
     The file is uploaded to the environment's API, which answers with a job; a worker then
     writes the version. Exits 0 when the job succeeded, 1 when it failed (the error names the
-    line of the file at fault).
+    line of the file at fault), 2 for an invalid option, refused before anything is uploaded.
     """
     try:
         base = api or load_endpoints(data_dir)[env]["api"]

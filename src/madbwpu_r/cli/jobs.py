@@ -47,6 +47,16 @@ QueueUrl = Annotated[
         ),
     ),
 ]
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store-url",
+        help=(
+            "Metadata store, e.g. postgresql://USER@HOST/DB?schema=S. "
+            "Default: the environment's SQLite file, sqlite:///DIR/<env>/state.sqlite."
+        ),
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (one object per line).")]
 
 
@@ -79,6 +89,28 @@ def _open(data_dir: Path, env: str, queue_url: str | None) -> Iterator[Any]:
         raise _fail(str(exc)) from None
     finally:
         queue.close()
+
+
+@contextmanager
+def _catalog(
+    data_dir: Path, env: str, queue_url: str | None, store_url: str | None
+) -> Iterator[Any]:
+    """The environment's service layer, for the verbs that change something."""
+    from madbwpu_r.catalog import Catalog, CatalogError, OutboxRelay, deliverers
+    from madbwpu_r.store import StoreError, open_store
+
+    paths = EnvPaths(data_dir, env)
+    with _open(data_dir, env, queue_url) as queue:
+        try:
+            store = open_store(store_url or paths.default_store_url)
+        except StoreError as exc:
+            raise _fail(f"cannot open the metadata store: {exc}") from None
+        try:
+            yield Catalog(store, queue, OutboxRelay(store, deliverers(queue)))
+        except (CatalogError, StoreError) as exc:
+            raise _fail(str(exc)) from None
+        finally:
+            store.close()
 
 
 def _when(value: Any) -> str:
@@ -225,16 +257,11 @@ def retry_job(
     data_dir: DataDir = DEFAULT_DIR,
     env: Env = "staging",
     queue_url: QueueUrl = None,
+    store_url: StoreUrl = None,
 ) -> None:
     """Put a dead job back on its queue with a fresh set of attempts."""
-    with _open(data_dir, env, queue_url) as q:
-        info = q.get(job_id)
-        if info is None:
-            raise _fail(f"no job {job_id!r} in the {env} queue")
-        if info.state != "dead":
-            raise _fail(f"job {job_id} is {info.state}; only dead jobs can be retried")
-        if not q.retry_dead(job_id):
-            raise _fail(f"job {job_id} could not be retried (its state changed meanwhile)")
+    with _catalog(data_dir, env, queue_url, store_url) as catalog:
+        info = catalog.retry_dead(job_id)
     typer.echo(f"Job {job_id} is back on queue {info.queue!r}.")
 
 

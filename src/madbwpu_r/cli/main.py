@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from madbwpu_r.cli import edge, ingest, jobs, run
+from madbwpu_r.cli import audit, edge, identity, ingest, jobs, run
 
 app = typer.Typer(
     name="madbwpu-r",
@@ -17,7 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (run, ingest, edge, jobs):
+for module in (run, ingest, edge, jobs, identity, audit):
     module.register(app)
 
 

@@ -42,6 +42,13 @@ def up(
             "postgresql://USER@HOST/DB (each environment gets its own key prefix / schema)."
         ),
     ] = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Scale-out metadata store instead of the SQLite file: postgresql://USER@HOST/DB "
+            "(each environment gets its own schema)."
+        ),
+    ] = None,
     redis_url: Annotated[
         str | None,
         typer.Option(help="Also fan purges out over Redis pub/sub (one channel per environment)."),
@@ -56,6 +63,10 @@ def up(
     from madbwpu_r.launcher import Stack
 
     configure_logging("up")
+    if not (data_dir / "project.sqlite").exists():  # a new data dir: its identities and logs
+        from madbwpu_r.identity.setup import init_project
+
+        init_project(data_dir)
     stack = Stack(
         data_dir,
         host=host,
@@ -63,6 +74,7 @@ def up(
         max_workers=max_workers,
         edges=edges,
         queue_url=queue_url,
+        store_url=store_url,
         redis_url=redis_url,
     )
     signal.signal(signal.SIGTERM, lambda *_: stack.request_stop())
@@ -105,6 +117,13 @@ def api(
             help="Job queue URL (default: the environment's SQLite file).",
         ),
     ] = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Metadata store URL: sqlite:///PATH or postgresql://USER@HOST/DB?schema=S "
+            "(default: the environment's SQLite file)."
+        ),
+    ] = None,
     redis_url: Annotated[
         str | None,
         typer.Option(
@@ -121,6 +140,8 @@ def api(
 
     from madbwpu_r.api.app import create_app
     from madbwpu_r.api.state import ApiSettings
+    from madbwpu_r.queue import QueueError
+    from madbwpu_r.store import StoreError
 
     configure_logging(f"{env}-api")
     host, port = split_listen(listen)
@@ -132,12 +153,18 @@ def api(
         worker_token=secrets["worker_token"],
         purge_token=secrets["purge_token"],
         queue_url=queue_url,
+        store_url=store_url,
         edges=list(edge or []),
         redis_url=redis_url,
         redis_channel=redis_channel,
     )
+    try:
+        app = create_app(settings)
+    except (StoreError, QueueError) as exc:
+        console.print(f"[red]error:[/red] {env} API cannot start: {exc}")
+        raise typer.Exit(1) from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         log_config=None,

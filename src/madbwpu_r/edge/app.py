@@ -320,6 +320,7 @@ class EdgeApp(FillMixin, PurgeMixin):
             headers.append((b"content-length", b"0"))
             status, body = 416, b""
         else:
+            assert wanted is not True  # byte_range answers a range, None or False
             first, last = wanted
             body = entry.body[first : last + 1]
             headers = [
@@ -484,8 +485,9 @@ class EdgeApp(FillMixin, PurgeMixin):
         if primary in self.coalescer.fills:
             return
         fill = self.coalescer.lead(primary, self.generations.current)
-        snapshot = {"headers": list(scope["headers"]), "client": scope.get("client")}
-        req = header_fields(snapshot["headers"])
+        raw_headers: list[tuple[bytes, bytes]] = list(scope["headers"])
+        snapshot = {"headers": raw_headers, "client": scope.get("client")}
+        req = header_fields(raw_headers)
 
         async def refresh() -> None:
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import httpx
@@ -100,7 +101,7 @@ class Origin:
         raw: RawHeaders,
         client: tuple[str, int] | None,
         fill: bool,
-        extra: RawHeaders = (),  # type: ignore[assignment]
+        extra: Sequence[tuple[bytes, bytes]] = (),
     ) -> RawHeaders:
         drop = _connection_tokens(raw) | HOP_BY_HOP
         out: RawHeaders = []

@@ -32,6 +32,21 @@ COUNTERS = {
 
 class Stats:
     __slots__ = tuple(COUNTERS)
+    # One int per COUNTERS name, set in __init__; declared for the type checker.
+    hits: int
+    misses: int
+    passes: int
+    coalesced: int
+    coalesced_direct: int
+    stale: int
+    revalidations: int
+    not_modified: int
+    origin_errors: int
+    purges: int
+    purged: int
+    invalidations: int
+    drops: int
+    evictions_total: int
 
     def __init__(self) -> None:
         for name in COUNTERS:
@@ -64,9 +79,9 @@ class _EdgeCollector(Collector):
             ("max_bytes", "Configured byte limit of the cache", self.store.max_bytes),
             ("entries", "Stored responses", len(self.store)),
         ):
-            family = GaugeMetricFamily(f"madbwpu_edge_{gauge}", doc, labels=labels)
-            family.add_metric([self.name], value)
-            yield family
+            gauge_family = GaugeMetricFamily(f"madbwpu_edge_{gauge}", doc, labels=labels)
+            gauge_family.add_metric([self.name], value)
+            yield gauge_family
 
 
 def make_registry(stats: Stats, store: Store, name: str) -> CollectorRegistry:

@@ -62,8 +62,8 @@ class Store:
         group = self.groups.get(entry.primary)
         if group is not None and group[0] != entry.vary:
             # The origin changed its Vary: the old variants are keyed on the wrong fields.
-            for old in list(group[1].values()):
-                self._unlink(old)
+            for variant in list(group[1].values()):
+                self._unlink(variant)
             group = None
         if group is None:
             group = (entry.vary, {})

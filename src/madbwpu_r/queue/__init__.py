@@ -14,7 +14,16 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from madbwpu_r.queue.errors import InvalidJob, QueueConfigError, QueueError, QueueUnavailable
-from madbwpu_r.queue.port import DEFAULT_LEASE, STATES, Depth, Job, JobInfo, Queue, RetryPolicy
+from madbwpu_r.queue.port import (
+    DEFAULT_LEASE,
+    STATES,
+    Depth,
+    Job,
+    JobInfo,
+    PermanentJobError,
+    Queue,
+    RetryPolicy,
+)
 
 __all__ = [
     "DEFAULT_LEASE",
@@ -23,6 +32,7 @@ __all__ = [
     "InvalidJob",
     "Job",
     "JobInfo",
+    "PermanentJobError",
     "Queue",
     "QueueConfigError",
     "QueueError",
@@ -81,4 +91,5 @@ def open_queue(url: str, *, lease: float | None = None, policy: RetryPolicy | No
     if policy.max_attempts < 1 or policy.backoff_base < 0 or lease <= 0:
         raise QueueConfigError(f"queue options out of range in {url!r}")
     cls: Any = getattr(importlib.import_module(module_name), class_name)
-    return cls.from_url(url, options, policy=policy, lease=lease)
+    queue: Queue = cls.from_url(url, options, policy=policy, lease=lease)
+    return queue

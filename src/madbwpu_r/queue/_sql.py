@@ -159,7 +159,7 @@ class SQLQueue(Queue):
             f" WHERE state = 'running' AND consumer = ? AND queue IN ({marks})"
         )
         with self._write() as db:
-            return db.execute(sql, (now, now, consumer, *queues)).rowcount
+            return int(db.execute(sql, (now, now, consumer, *queues)).rowcount)
 
     def _revive(self, job_id: str, now: float) -> bool:
         sql = (
@@ -189,7 +189,8 @@ class SQLQueue(Queue):
         return None if row is None else _info(row, now)
 
     def _list(self, queue: str | None, state: str | None, limit: int, now: float) -> list[JobInfo]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if queue is not None:
             where.append("queue = ?")
             args.append(queue)

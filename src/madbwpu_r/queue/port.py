@@ -13,6 +13,7 @@ lease cannot complete a job another worker has claimed since.
 from __future__ import annotations
 
 import abc
+import builtins
 import contextlib
 import math
 import random
@@ -33,6 +34,7 @@ __all__ = [
     "Depth",
     "Job",
     "JobInfo",
+    "PermanentJobError",
     "Queue",
     "RetryPolicy",
 ]
@@ -42,6 +44,14 @@ STATES = ("scheduled", "ready", "running", "succeeded", "dead")
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _MAX_KEY = 256
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class PermanentJobError(Exception):
+    """A handler's verdict that no retry can help (invalid input): the job is dead at once.
+
+    Raise it for faults in the job itself; anything else a handler raises is taken as a fault
+    of the moment (an engine or a peer down) and retried with backoff.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +265,16 @@ class Queue(abc.ABC):
                 return self._retry(job, error, now + self.policy.backoff(job.attempt), now)
         return self._dead(job, error, now)
 
+    def fail(self, job: Job, exc: BaseException) -> bool:
+        """Settle a handler's exception: dead at once if permanent, else retried with backoff.
+
+        A permanent error is recorded as its message alone (it is written for the user, e.g.
+        the bad line of a file); a transient one with its type, for the operator.
+        """
+        if isinstance(exc, PermanentJobError):
+            return self.nack(job, str(exc) or type(exc).__name__, retry=False)
+        return self.nack(job, f"{type(exc).__name__}: {exc}", retry=True)
+
     def release(self, job: Job) -> bool:
         """Give a claimed, not started job back at once, without spending an attempt."""
         with self._errors():
@@ -287,7 +307,7 @@ class Queue(abc.ABC):
 
     def list(
         self, queue: str | None = None, state: str | None = None, limit: int = 50
-    ) -> list[JobInfo]:
+    ) -> builtins.list[JobInfo]:
         """Most recently enqueued first."""
         if queue is not None:
             _check_queue(queue)
@@ -340,14 +360,16 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def _claim(
-        self, queues: list[str], n: int, lease: float, consumer: str, now: float
-    ) -> list[RawJob]: ...
+        self, queues: builtins.list[str], n: int, lease: float, consumer: str, now: float
+    ) -> builtins.list[RawJob]: ...
 
     @abc.abstractmethod
-    def _extend(self, jobs: list[Job], now: float) -> list[bool]: ...
+    def _extend(self, jobs: builtins.list[Job], now: float) -> builtins.list[bool]: ...
 
     @abc.abstractmethod
-    def _complete(self, items: list[tuple[Job, bytes | None]], now: float) -> list[bool]: ...
+    def _complete(
+        self, items: builtins.list[tuple[Job, bytes | None]], now: float
+    ) -> builtins.list[bool]: ...
 
     @abc.abstractmethod
     def _retry(self, job: Job, error: str, run_at: float, now: float) -> bool: ...
@@ -359,7 +381,7 @@ class Queue(abc.ABC):
     def _release(self, job: Job, now: float) -> bool: ...
 
     @abc.abstractmethod
-    def _expire(self, consumer: str, queues: list[str], now: float) -> int: ...
+    def _expire(self, consumer: str, queues: builtins.list[str], now: float) -> int: ...
 
     @abc.abstractmethod
     def _depth(self, queue: str, now: float) -> Depth: ...
@@ -370,7 +392,7 @@ class Queue(abc.ABC):
     @abc.abstractmethod
     def _list(
         self, queue: str | None, state: str | None, limit: int, now: float
-    ) -> list[JobInfo]: ...
+    ) -> builtins.list[JobInfo]: ...
 
     @abc.abstractmethod
     def _revive(self, job_id: str, now: float) -> bool: ...

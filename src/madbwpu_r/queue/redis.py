@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -379,7 +379,7 @@ class RedisQueue(Queue):
             max_attempts,
             self.retention,
         )
-        return found.decode()
+        return cast(bytes, found).decode()
 
     def _claim(
         self, queues: list[str], n: int, lease: float, consumer: str, now: float
@@ -420,14 +420,16 @@ class RedisQueue(Queue):
         return Depth(int(ready), int(inflight), int(scheduled), int(dead), age)
 
     def _get(self, job_id: str, now: float) -> JobInfo | None:
-        return _info(job_id, self._r.hgetall(f"{self._p}:job:{job_id}"), now)
+        fields = cast(dict[bytes, bytes], self._r.hgetall(f"{self._p}:job:{job_id}"))
+        return _info(job_id, fields, now)
 
     def _list(self, queue: str | None, state: str | None, limit: int, now: float) -> list[JobInfo]:
         index = f"{self._p}:index" + (f":{queue}" if queue else "")
         found: list[JobInfo] = []
         start, page = 0, max(limit, 200)
         while len(found) < limit:
-            ids = [i.decode() for i in self._r.zrevrange(index, start, start + page - 1)]
+            entries = cast(list[bytes], self._r.zrevrange(index, start, start + page - 1))
+            ids = [i.decode() for i in entries]
             if not ids:
                 break
             pipe = self._r.pipeline(transaction=False)

@@ -20,10 +20,13 @@ import contextlib
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
+from madbwpu_r.audit import _sql as audit_sql
+from madbwpu_r.audit.records import AuditRecord
 from madbwpu_r.store.errors import UnknownJob
 from madbwpu_r.store.port import (
     Column,
@@ -216,6 +219,10 @@ class SQLUnitOfWork(UnitOfWork):
         ).fetchone()
         return int(row[0])
 
+    def audit(self, entry: AuditRecord) -> None:
+        """Chain `entry` onto this environment's audit log, in this same transaction."""
+        audit_sql.append(self._conn, self._store.audit_dialect, [entry], now=self.now)
+
 
 class SQLStore(MetadataStore):
     """A `MetadataStore` over the tables of `SCHEMA`; subclasses set `_prefix` and `_mark`."""
@@ -242,6 +249,12 @@ class SQLStore(MetadataStore):
     def _sql(self, text: str) -> str:
         return text.replace("{p}", self._prefix).replace("?", self._mark)
 
+    @property
+    def audit_dialect(self) -> audit_sql.Dialect:
+        """How the audit log's SQL (`madbwpu_r.audit._sql`) runs on this store's engine."""
+        base = audit_sql.SQLITE if self._mark == "?" else audit_sql.POSTGRES
+        return replace(base, prefix=self._prefix)
+
     @abc.abstractmethod
     def _columns(self, conn: Any, table: str) -> set[str]:
         """The names of a table's columns."""
@@ -263,6 +276,7 @@ class SQLStore(MetadataStore):
             ),
             (uuid.uuid4().hex,),
         )
+        audit_sql.create_tables(conn, self.audit_dialect)
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._errors(), self._connection() as conn:
@@ -331,7 +345,7 @@ class SQLStore(MetadataStore):
     # ---- outbox -----------------------------------------------------------------------------
 
     def pending(self, limit: int = 100, kinds: Sequence[str] | None = None) -> list[OutboxRow]:
-        where, args = "", ()
+        where, args = "", tuple[str, ...]()
         if kinds is not None:
             if not kinds:
                 return []

@@ -140,8 +140,8 @@ class UnitOfWork(abc.ABC):
         """
 
     def audit(self, entry: Any) -> None:
-        """Reserved: an audit entry written in this same transaction (the audit log's work)."""
-        raise NotImplementedError("this store does not keep an audit log yet")
+        """Append an `audit.records.AuditRecord` to the environment's log in this transaction."""
+        raise NotImplementedError("this store does not keep an audit log")
 
 
 class MetadataStore(abc.ABC):

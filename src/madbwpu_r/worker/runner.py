@@ -21,16 +21,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from madbwpu_r.queue import Job, Queue, QueueError
+from madbwpu_r.queue import Job, PermanentJobError, Queue, QueueError
 
 __all__ = ["Handler", "PermanentError", "Worker"]
 
 Handler = Callable[[Job], dict[str, Any] | None]
 log = logging.getLogger("madbwpu_r.worker")
 
-
-class PermanentError(Exception):
-    """Raised by a handler when retrying cannot help: the job is dead-lettered at once."""
+# Raised by a handler when retrying cannot help; the queue's shared policy dead-letters it.
+PermanentError = PermanentJobError
 
 
 class Worker:
@@ -165,9 +164,9 @@ class Worker:
             pending = []
             with contextlib.suppress(_stdqueue.Empty):
                 while True:
-                    job = todo.get_nowait()
-                    if job is not None:
-                        pending.append(job)
+                    left = todo.get_nowait()
+                    if left is not None:
+                        pending.append(left)
             self._release(pending)
             for _ in threads:
                 todo.put(None)
@@ -201,17 +200,22 @@ class Worker:
         handler = self.handlers.get(str(job.payload.get("task"))) or self.handlers.get(job.queue)
         try:
             if handler is None:
-                raise PermanentError(f"no handler for task {job.payload.get('task')!r}")
+                raise PermanentJobError(f"no handler for task {job.payload.get('task')!r}")
             result = handler(job)
-        except PermanentError as exc:
-            self._fail(job, f"{type(exc).__name__}: {exc}", retry=False)
+        except PermanentJobError as exc:
+            log.info(
+                "job failed for good: %s",
+                exc,
+                extra={"job": job.id, "attempt": job.attempt, "worker": self.name},
+            )
+            self._fail(job, exc)
         except Exception as exc:
             log.warning(
                 "job failed",
                 exc_info=True,
                 extra={"job": job.id, "attempt": job.attempt, "worker": self.name},
             )
-            self._fail(job, f"{type(exc).__name__}: {exc}", retry=True)
+            self._fail(job, exc)
         else:
             with self._lock:
                 if not self._acks:
@@ -245,9 +249,9 @@ class Worker:
                     self._lost(job)
             self._lock.notify_all()
 
-    def _fail(self, job: Job, error: str, retry: bool) -> None:
+    def _fail(self, job: Job, exc: Exception) -> None:
         try:
-            ok = self.queue.nack(job, error, retry=retry)
+            ok = self.queue.fail(job, exc)
         except QueueError as exc:
             ok = True
             log.warning("nack failed: %s", exc, extra={"job": job.id, "worker": self.name})

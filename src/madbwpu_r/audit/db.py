@@ -1,0 +1,161 @@
+"""Where a log's tables live: a SQLite file (embedded) or a PostgreSQL schema (scaled out).
+
+Until the store port gives the audit module its unit of work, a log opens the same database the
+store uses (the environment's `state.sqlite`, or its PostgreSQL schema) through this small
+wrapper; the SQL itself is in `_sql` and takes any transaction on that database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from madbwpu_r.audit import _sql
+from madbwpu_r.audit._sql import Dialect
+
+__all__ = ["AuditDB", "AuditStoreError", "open_db"]
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class AuditStoreError(Exception):
+    """The database behind a log failed or cannot be reached."""
+
+
+class AuditDB:
+    dialect: Dialect
+
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def read(self) -> contextlib.AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SQLiteDB(AuditDB):
+    dialect = _sql.SQLITE
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        with self.transaction() as conn:
+            _sql.create_tables(conn, self.dialect)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path, timeout=60, isolation_level=None, check_same_thread=False
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")  # an appended entry survives a power cut
+                conn.execute("PRAGMA busy_timeout=60000")
+            except sqlite3.Error as exc:
+                raise AuditStoreError(f"cannot open {self.path}: {exc}") from None
+            self._local.conn = conn
+            self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise AuditStoreError(f"audit store {self.path}: {exc}") from None
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN")  # one snapshot for the whole read
+            yield conn
+        except sqlite3.Error as exc:
+            raise AuditStoreError(f"audit store {self.path}: {exc}") from None
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        for conn in self._all:
+            conn.close()
+        self._all.clear()
+        self._local = threading.local()
+
+
+class PostgresDB(AuditDB):
+    dialect = _sql.POSTGRES
+
+    def __init__(self, conninfo: str, schema: str = "public"):
+        import psycopg
+
+        if not _IDENT.match(schema):
+            raise AuditStoreError(f"bad postgres schema name {schema!r}")
+        self._psycopg = psycopg
+        self.dialect = replace(_sql.POSTGRES, prefix=f'"{schema}".')
+        self._lock = threading.RLock()
+        try:
+            self._db = psycopg.connect(conninfo, autocommit=True)
+            self._db.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        except psycopg.Error as exc:
+            raise AuditStoreError(f"postgres audit store unreachable: {exc}") from None
+        with self.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("audit:" + schema,))
+            _sql.create_tables(conn, self.dialect)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self._lock:
+            try:
+                with self._db.transaction():
+                    yield self._db
+            except self._psycopg.Error as exc:
+                raise AuditStoreError(f"postgres audit store: {exc}") from None
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Any]:
+        with self._lock:
+            try:
+                with self._db.transaction():
+                    self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    yield self._db
+            except self._psycopg.Error as exc:
+                raise AuditStoreError(f"postgres audit store: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_db(url: str) -> AuditDB:
+    """`sqlite:///PATH` or `postgresql://...?schema=NAME`."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        return SQLiteDB(Path(url.removeprefix("sqlite://")))
+    if parts.scheme in ("postgresql", "postgres"):
+        options = dict(parse_qsl(parts.query))
+        schema = options.pop("schema", "public")
+        base = url.split("?", 1)[0]
+        return PostgresDB(base + ("?" + urlencode(options) if options else ""), schema)
+    raise AuditStoreError(f"{url!r}: an audit store is sqlite:///PATH or postgresql://...")

@@ -1,0 +1,64 @@
+"""Which logs a data directory has and where each lives.
+
+`project` holds the identity directory's acts and everything not tied to one environment; each
+environment's log lives in that environment's own database, so that an entry can commit in the
+same transaction as the change it records there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from madbwpu_r.audit.checkpoint import Checkpoint
+from madbwpu_r.audit.log import AuditLog, origin_for
+from madbwpu_r.config import ENVIRONMENTS, EnvPaths
+
+__all__ = [
+    "AUDIT_KEY",
+    "LOGS",
+    "log_url",
+    "open_log",
+    "project_url",
+    "read_witness",
+    "write_witness",
+]
+
+LOGS = ("project", *ENVIRONMENTS)
+AUDIT_KEY = "audit-service"  # the identity whose key signs every log's checkpoints
+
+
+def project_url(data_dir: Path) -> str:
+    return "sqlite:///" + str((Path(data_dir) / "project.sqlite").resolve())
+
+
+def log_url(data_dir: Path, log: str) -> str:
+    if log not in LOGS:
+        raise ValueError(f"{log!r} is not a log; logs are: {', '.join(LOGS)}")
+    if log == "project":
+        return project_url(data_dir)
+    return "sqlite:///" + str(EnvPaths(Path(data_dir), log).state_db.resolve())
+
+
+def open_log(data_dir: Path, log: str) -> AuditLog:
+    return AuditLog.open(log_url(data_dir, log), origin_for(log))
+
+
+def _witness(data_dir: Path, log: str) -> Path:
+    return Path(data_dir) / "audit" / "witness" / f"{log}.checkpoint"
+
+
+def write_witness(data_dir: Path, log: str, cp: Checkpoint) -> None:
+    """Keep the latest checkpoint outside the database: a rolled-back log cannot match it."""
+    path = _witness(data_dir, log)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(cp.text())
+    os.replace(tmp, path)
+
+
+def read_witness(data_dir: Path, log: str) -> Checkpoint | None:
+    try:
+        return Checkpoint.parse(_witness(data_dir, log).read_text())
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,72 @@
+"""`madbwpu-r init`: the project's admin identity and the audit service's key, made once.
+
+Safe to run again (and after a crash half-way): each step is skipped when already done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from madbwpu_r.audit.db import open_db
+from madbwpu_r.audit.layout import AUDIT_KEY, LOGS, open_log, project_url, write_witness
+from madbwpu_r.identity.acts import make_act
+from madbwpu_r.identity.directory import IdentityDirectory
+from madbwpu_r.identity.keyring import Keyring, check_name
+from madbwpu_r.signing import SigningKey, public_key_to_b64
+
+__all__ = ["InitResult", "init_project", "open_directory"]
+
+
+def open_directory(data_dir: Path) -> IdentityDirectory:
+    return IdentityDirectory(open_db(project_url(data_dir)))
+
+
+@dataclass(frozen=True)
+class InitResult:
+    admin: str
+    created: list[str]  # what this run made; empty when everything already existed
+
+
+def _key(keyring: Keyring, name: str, created: list[str]) -> SigningKey:
+    if keyring.exists(name):
+        return keyring.load(name)
+    created.append(f"key {name}")
+    return keyring.create(name)
+
+
+def init_project(data_dir: Path, admin: str = "admin") -> InitResult:
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    keyring = Keyring(data_dir)
+    directory = open_directory(data_dir)
+    created: list[str] = []
+    try:
+        members = directory.list()
+        admins = [m.name for m in members if "admin" in m.roles and not m.revoked]
+        if not members:
+            key = _key(keyring, check_name(admin), created)
+            directory.apply(make_act(key, "identity.init", admin, ["admin"]))
+            created.append(f"identity {admin} (admin)")
+            admins = [admin]
+        admin = admin if admin in admins else admins[0]
+        if directory.get(AUDIT_KEY) is None:
+            service = _key(keyring, AUDIT_KEY, created)
+            act = make_act(
+                keyring.load(admin), "identity.add", AUDIT_KEY, ["service-audit"],
+                public_key=public_key_to_b64(service.public),
+            )  # fmt: skip
+            directory.apply(act)
+            created.append(f"identity {AUDIT_KEY} (service-audit)")
+        service = keyring.load(AUDIT_KEY)
+        for log_name in LOGS:
+            log = open_log(data_dir, log_name)
+            try:
+                if log.latest_checkpoint() is None:
+                    write_witness(data_dir, log_name, log.checkpoint(service))
+                    created.append(f"log {log_name}")
+            finally:
+                log.close()
+    finally:
+        directory.db.close()
+    return InitResult(admin, created)
