@@ -9,6 +9,7 @@ import httpx
 
 from madbwpu_r.edge.config import EdgeConfig
 from madbwpu_r.edge.entry import COMPUTED, HOP_BY_HOP
+from madbwpu_r.edge.pool import Member, OriginPool
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -75,6 +76,7 @@ class Origin:
         self.transport = transport
         self._client: httpx.AsyncClient | None = None
         self.retries = 1  # once, for GET/HEAD that never reached the origin
+        self.pool = OriginPool([config.origin, *config.extra_origins])
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -91,7 +93,12 @@ class Origin:
             )
         return self._client
 
+    def start(self) -> None:
+        """Health checks of the origins, when there are several (needs the running loop)."""
+        self.pool.start()
+
     async def aclose(self) -> None:
+        await self.pool.aclose()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -139,6 +146,8 @@ class Origin:
     async def send(
         self, method: str, target: bytes, headers: RawHeaders, body: bytes = b""
     ) -> httpx.Response:
+        if self.pool.balanced:
+            return await self._send_balanced(method, target, headers, body)
         url = self.base + target.decode("latin-1")
         retries = self.retries if method in RETRIED else 0
         # An empty body is still sent (Content-Length: 0) for methods that carry one.
@@ -158,6 +167,37 @@ class Origin:
                     isinstance(exc, _DEAD_CONNECTION) and not delivery.written
                 )
                 if not undelivered or attempt == retries:
+                    raise OriginError(f"{type(exc).__name__}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    async def _send_balanced(
+        self, method: str, target: bytes, headers: RawHeaders, body: bytes
+    ) -> httpx.Response:
+        """Several origins: the next healthy one; on failure, the request goes to another.
+
+        An undelivered request may go anywhere again. A GET/HEAD is idempotent (RFC 9110
+        9.2.2), so one whose origin died under it (connection reset or closed before the
+        response head) is sent to another origin too; other methods are not, once written.
+        """
+        content = body if body or method not in BODILESS else None
+        tried: tuple[Member, ...] = ()
+        for attempt in range(len(self.pool.members) + 1):
+            member = self.pool.pick(tried)
+            tried += (member,)
+            url = member.base + target.decode("latin-1")
+            sent = [(n, member.host) if n == b"host" else (n, v) for n, v in headers]
+            delivery = _Delivery()
+            request = httpx.Request(
+                method, url, headers=sent, content=content, extensions={"trace": delivery}
+            )
+            try:
+                return await self.client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                died = isinstance(exc, (httpx.ConnectError, *_DEAD_CONNECTION))
+                if died:
+                    self.pool.mark_down(member, f"{type(exc).__name__}: {exc}")
+                again = died and (method in RETRIED or not delivery.written)
+                if not again or attempt == len(self.pool.members):
                     raise OriginError(f"{type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")
 
