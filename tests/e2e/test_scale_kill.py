@@ -152,6 +152,7 @@ def test_kill_an_api_and_an_edge_under_load(tmp_path, prefix):
         data,
         "--apis", "2", "--edges", "2", "--max-workers", "4",
         "--queue-url", f"{REDIS_URL}?prefix={prefix}", "--redis-url", REDIS_URL,
+        start_timeout=180,  # 8 tier processes and their workers on a shared 2-core machine
     )  # fmt: skip
     try:
         tiers = stack.endpoints["staging"]

@@ -19,7 +19,7 @@ ROWS_ROUTE = 'route="/v1/datasets/{name}/rows"'
 
 
 class Running:
-    def __init__(self, data_dir: Path, *extra: str):
+    def __init__(self, data_dir: Path, *extra: str, start_timeout: float = 60.0):
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log = data_dir.parent / "up.log"
@@ -30,7 +30,7 @@ class Running:
                 stderr=subprocess.STDOUT,
                 process_group=0,
             )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + start_timeout
         endpoints = data_dir / "endpoints.json"
         before = endpoints.stat().st_mtime_ns if endpoints.exists() else None
         # `up` writes endpoints.json once every tier answers; a file from an earlier run is stale.
