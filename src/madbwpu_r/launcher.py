@@ -26,6 +26,7 @@ from madbwpu_r.config import (
     ENVIRONMENTS,
     EnvPaths,
     endpoints_path,
+    ensure_data_dir,
     load_or_create_secrets,
     write_json_atomically,
 )
@@ -153,6 +154,7 @@ class Stack:
     queue_url: str | None = None
     store_url: str | None = None
     redis_url: str | None = None
+    max_upload_bytes: int | None = None
     children: list[Child] = field(default_factory=list)
     supervisors: list[Supervisor] = field(default_factory=list)
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # "edges" is a list
@@ -178,13 +180,14 @@ class Stack:
             return {}
 
     def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        secrets = load_or_create_secrets(self.data_dir)
+        ensure_data_dir(self.data_dir)
         previous = self._previous_ports()
         base_env = dict(os.environ)
         base_env["MADBWPU_R_DATA_DIR"] = str(self.data_dir.resolve())
         for env in self.environments:
             paths = EnvPaths(self.data_dir.resolve(), env).ensure()
+            # Each environment's tiers know only its own tokens: staging's open nothing here.
+            secrets = load_or_create_secrets(paths.data_dir, env)
             ports = previous.get(env, {})
             api_ports = [free_port(self.host, ports.get(f"api{i}")) for i in range(self.apis)]
             api_urls = [f"http://{self.host}:{port}" for port in api_ports]
@@ -207,6 +210,8 @@ class Stack:
             for i, port in enumerate(api_ports):
                 api_argv = CLI + ["api", *common, "--listen", f"{self.host}:{port}", *pubsub]
                 api_argv += ["--store-url", store_url]
+                if self.max_upload_bytes is not None:
+                    api_argv += ["--max-upload-bytes", str(self.max_upload_bytes)]
                 for url in edge_urls:
                     api_argv += ["--edge", url]
                 name = f"{env}-api" if self.apis == 1 else f"{env}-api-{i}"
@@ -254,6 +259,8 @@ class Stack:
                     except httpx.TransportError:
                         pass
                     dead = [c.name for c in self.children if not c.alive()]
+                    if self.stopping:
+                        return
                     if dead:
                         raise RuntimeError(
                             f"{', '.join(dead)} exited during start-up; see its log above"
@@ -264,16 +271,25 @@ class Stack:
         write_json_atomically(endpoints_path(self.data_dir), self.endpoints)
 
     def watch(self) -> None:
-        """Restart a tier process that died, until stop() is called."""
+        """Restart a tier process that died, until request_stop() is called."""
         while not self._stop.wait(0.5):
             for child in self.children:
                 if not child.alive() and not self._stop.is_set():
                     child.restarts += 1
-                    log.warning("restarting exited process", extra={"tier": child.name})
+                    status = child.popen.returncode if child.popen is not None else None
+                    log.warning(
+                        "restarting exited process",
+                        extra={"tier": child.name, "exit_status": status},
+                    )
                     child.start()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     def request_stop(self) -> None:
-        """Safe from a signal handler: makes watch() return."""
+        """Makes watch() and wait_ready() return. Takes a lock: never call it from a signal
+        handler; `up` calls it from madbwpu_r.stopsignals' watcher thread."""
         self._stop.set()
 
     def stop(self, timeout: float = 30.0) -> None:

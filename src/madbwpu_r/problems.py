@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+log = logging.getLogger(__name__)
 
 _TITLES = {
     400: "Bad Request",
@@ -80,6 +83,15 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return problem_response(exc.status_code, None, str(exc.detail or ""), headers=headers)
 
 
+async def _client_disconnect(request: Request, exc: Exception) -> Response:
+    """A client that hangs up mid-upload is routine, not a server error: one line, no trace."""
+    log.info(
+        "client disconnected before its request body was read",
+        extra={"method": request.method, "path": request.url.path},
+    )
+    return problem_response(400, detail="The request body was not received completely.")
+
+
 async def _unhandled(request: Request, exc: Exception) -> Response:
     return problem_response(500, detail="The server failed to handle this request; see its log.")
 
@@ -87,4 +99,5 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
 def install_problem_handlers(app: Starlette) -> None:
     app.add_exception_handler(ProblemError, _problem_error)
     app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(Exception, _unhandled)

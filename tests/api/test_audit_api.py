@@ -85,3 +85,17 @@ def test_a_captured_request_cannot_be_replayed_or_redirected(
     assert api.client.get("/v1/audit?log=staging", headers=other).status_code == 401
     stale = {**other, "x-madbwpu-time": "1000"}
     assert api.client.get("/v1/audit?log=project", headers=stale).status_code == 401
+
+
+def test_an_ingest_and_its_version_are_in_the_environment_log(
+    make_api: Callable[[], ApiHarness], tmp_path: Path
+) -> None:
+    api = make_api()
+    status = api.ingest_and_run("cities", b"name,pop\nParis,2100000\n")
+    assert status["status"] == "succeeded", status
+    log = open_log(tmp_path, "staging")
+    entries = list(log.entries())
+    log.close()
+    assert [e.action for e in entries] == ["ingest.accepted", "version.published"]
+    assert entries[1].evidence["version"] == status["version"]
+    assert entries[0].detail == f"job {status['id']}" or status["id"] in entries[0].detail

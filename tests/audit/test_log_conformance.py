@@ -151,7 +151,9 @@ def test_processes_append_in_one_order_and_a_kill_breaks_nothing(
     by_writer: dict[str, int] = {}
     for e in entries:
         by_writer[e.actor] = by_writer.get(e.actor, 0) + 1
-    assert sorted(by_writer.values())[-3:] == [300, 300, 300]  # every batch whole, none lost
+    counts = sorted(by_writer.values())
+    assert len(counts) == 4 and counts.count(300) >= 3  # the writers' batches all whole, none lost
+    assert all(c % 50 == 0 for c in counts)  # the victim's too: a killed batch left nothing
     log.checkpoint(service_key)
     report = verify_log(log, "test", directory, "audit-service")
     assert report.ok, report.problems[:3]

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from madbwpu_r.cli.main import app
+from madbwpu_r.config import load_or_create_secrets
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -91,6 +92,7 @@ def test_invalid_names_and_urls_are_refused_before_the_upload(
 def test_valid_options_do_reach_the_api(api, csv_file, tmp_path):
     """The control: the same call with valid options uploads, and reports the API's refusal."""
     url, seen = api
+    load_or_create_secrets(tmp_path, "staging")  # ingest reads the env's token, never makes one
     result = run(
         "people", str(csv_file), "--api", url, "--data-dir", str(tmp_path), "--timeout", "5"
     )

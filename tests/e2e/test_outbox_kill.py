@@ -42,7 +42,7 @@ def test_api_killed_between_commit_and_delivery_runs_the_job_once(tmp_path):
         victim = start_api(common, port, tmp_path / "api1.log", failpoints="ingest-committed")
         procs.append(victim)
         wait_for(lambda: _ok(http, f"{api}/healthz"), "the API")
-        token = orjson.loads((data / "secrets.json").read_bytes())["write_token"]
+        token = orjson.loads((data / "staging" / "secrets.json").read_bytes())["write_token"]
         with pytest.raises(httpx.TransportError):
             http.post(
                 f"{api}/v1/datasets/people/ingest",

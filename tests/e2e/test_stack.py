@@ -21,7 +21,7 @@ ROWS_ROUTE = 'route="/v1/datasets/{name}/rows"'
 class Running:
     def __init__(self, data_dir: Path, *extra: str, start_timeout: float = 60.0):
         self.data_dir = data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.parent.mkdir(parents=True, exist_ok=True)  # `up` makes DIR itself, 0700
         self.log = data_dir.parent / "up.log"
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -40,23 +40,29 @@ class Running:
                 raise AssertionError(f"`up` did not start:\n{self.log.read_text()}")
             time.sleep(0.1)
         self.endpoints = orjson.loads(endpoints.read_bytes())
-        secrets = orjson.loads((data_dir / "secrets.json").read_bytes())
-        self.write = {"Authorization": f"Bearer {secrets['write_token']}"}
-        self.purge_token = secrets["purge_token"]
+        # Each environment has its own tokens; `write` and `purge_token` are staging's.
+        self.tokens = {
+            env: orjson.loads((data_dir / env / "secrets.json").read_bytes())
+            for env in self.endpoints
+        }
+        self.write = {"Authorization": f"Bearer {self.tokens['staging']['write_token']}"}
+        self.purge_token = self.tokens["staging"]["purge_token"]
         self.http = httpx.Client(timeout=30)
 
     def ingest(self, env: str, name: str, body: bytes) -> dict:
         api = self.endpoints[env]["api"]
+        write = {"Authorization": f"Bearer {self.tokens[env]['write_token']}"}
         accepted = self.http.post(
             f"{api}/v1/datasets/{name}/ingest",
             content=body,
-            headers={**self.write, "Content-Type": "text/csv"},
+            headers={**write, "Content-Type": "text/csv"},
         )
         assert accepted.status_code == 202, accepted.text
-        assert accepted.json()["status_url"].startswith(api)
+        status_url = accepted.json()["status_url"]
+        assert status_url.startswith("/v1/jobs/")  # relative: no internal address given out
         deadline = time.monotonic() + 60
         while True:
-            job = self.http.get(accepted.json()["status_url"]).json()
+            job = self.http.get(api + status_url).json()
             if job["status"] in ("succeeded", "failed"):
                 return job
             assert time.monotonic() < deadline, job

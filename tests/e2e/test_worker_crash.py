@@ -45,7 +45,7 @@ def test_sigkilled_worker_job_is_rerun_and_applied_once(tmp_path):
     http = httpx.Client(timeout=30)
     try:
         wait_for(lambda: _ok(http, f"{api}/healthz"), "the API")
-        token = orjson.loads((data / "secrets.json").read_bytes())["write_token"]
+        token = orjson.loads((data / "staging" / "secrets.json").read_bytes())["write_token"]
         rows = 300_000
         body = b"id,name,score\n" + b"".join(b"%d,name-%d,%d.5\n" % (i, i, i) for i in range(rows))
         accepted = http.post(
@@ -53,7 +53,7 @@ def test_sigkilled_worker_job_is_rerun_and_applied_once(tmp_path):
             content=body,
             headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
         ).json()
-        status_url = accepted["status_url"]
+        status_url = api + accepted["status_url"]
 
         victim = start(["worker", *common, "--api", api, "--lease", "2"], tmp_path / "w1.log")
         procs.append(victim)

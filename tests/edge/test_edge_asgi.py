@@ -225,7 +225,7 @@ def test_no_purge_token_means_purges_are_refused():
             refused = await client.post(
                 "/_edge/purge", json={"keys": ["a"]}, headers={"Authorization": "Bearer "}
             )
-            assert refused.status_code == 401
+            assert refused.status_code == 403
             assert "no purge token" in refused.json()["detail"]
 
     asyncio.run(main())

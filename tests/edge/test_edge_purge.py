@@ -56,11 +56,11 @@ def test_purge_requires_the_token_and_changes_nothing_without_it(origin, edge, u
     origin.route(path, headers={"Cache-Control": "max-age=300", "Surrogate-Key": key})
     edge.get(path)
     purges = edge.stats()["purges"]
-    for token in (None, "wrong-token"):
+    for token, status in ((None, 401), ("wrong-token", 403)):
         response = edge.purge(token=token, keys=[key], urls=[path])
-        assert response.status_code == 401
+        assert response.status_code == status
         assert response.headers["content-type"] == "application/problem+json"
-        assert response.json()["status"] == 401
+        assert response.json()["status"] == status
     assert edge.get(path).headers["x-cache"] == "HIT"
     assert edge.stats()["purges"] == purges
     bad = edge.purge(keys="not-a-list")
@@ -152,7 +152,7 @@ def test_invalidator_reports_an_unreachable_edge_without_raising(origin, make_ed
     assert result["unreachable"] == [dead]
     refused = Invalidator(edges=[edge.url], token="wrong").purge(keys=["k"])
     assert refused["failed"] == [edge.url] and refused["unreachable"] == []
-    assert refused["edges"][edge.url]["status"] == 401
+    assert refused["edges"][edge.url]["status"] == 403
 
 
 def test_purge_over_redis_pubsub_reaches_every_subscribed_edge(origin, make_edge, uniq):

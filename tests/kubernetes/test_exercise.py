@@ -84,6 +84,8 @@ class Pod:
             {"metadata.name": f"{self.name}-local"},
             image_env,
         )
+        # A path the manifest names under a mount is that mount's local directory here.
+        env = {k: str(_local_path(v, mounts)) if k.endswith("_FILE") else v for k, v in env.items()}
         # The port each probe names, and the address the process must listen on for it.
         self.ports: dict[int, int] = {}
         args = [expand(arg, env) for arg in self.container["args"]]
@@ -186,10 +188,10 @@ def test_each_deployment_runs_locally_and_answers_its_probes(tmp_path, prefix):
     data["MADBWPU_R_STORE_URL"] = f"{PG_URL}?schema={prefix}"
     for key in ("MADBWPU_R_BLOB_URL", "AWS_ENDPOINT_URL"):
         data.pop(key)  # not read by the CLI yet (see the module docstring)
-    tokens = load_or_create_secrets(tmp_path / "secret")
+    tokens = load_or_create_secrets(tmp_path / "secret", "staging")
     secrets = {
         "madbwpu-r-tokens": {
-            "secrets.json": (tmp_path / "secret" / "secrets.json").read_text(),
+            "secrets.json": (tmp_path / "secret" / "staging" / "secrets.json").read_text(),
             "purge_token": tokens["purge_token"],
         },
         "madbwpu-r-engine-credentials": {

@@ -91,6 +91,9 @@ def create_app(settings: ApiSettings) -> Starlette:
 
     routes = health.routes + datasets.routes + jobs.routes + audit.routes
     app = Starlette(routes=routes, lifespan=lifespan)
+    # Starlette would answer `/path/` with a redirect to an absolute URL built from the Host
+    # this process saw (its own address, behind the edge): a plain 404 problem instead.
+    app.router.redirect_slashes = False
     app.state.audit = audit_api
     registry = CollectorRegistry()
     registry.register(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -135,9 +134,10 @@ async def list_entries(request: Request) -> Response:
         log.append,
         AuditRecord(who, "audit.read", f"log:{name}", detail=str(request.url.query)[:1024]),
     )
-    body: dict[str, Any] = {"log": name, "entries": [e.to_json() for e in entries]}
-    body["next_after"] = entries[-1].seq if len(entries) == limit else None
-    return JSONResponse(body)
+    next_after = entries[-1].seq if len(entries) == limit else None
+    return JSONResponse(
+        {"log": name, "entries": [e.to_json() for e in entries], "next_after": next_after}
+    )
 
 
 async def latest_checkpoint(request: Request) -> Response:

@@ -44,6 +44,21 @@ def require_token(request: Request, expected: str, what: str) -> None:
         raise ProblemError(403, detail=f"the credential given is not the {what}")
 
 
+def _refuse_declared_size(request: Request, limit: int) -> None:
+    """A Content-Length over the limit is refused before a byte of the body is read."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ProblemError(
+            413, detail=f"the upload ({declared} bytes) exceeds the limit of {limit} bytes"
+        )
+
+
+def link(state: ApiState, path: str) -> str:
+    """Links given out are relative, or on the configured public URL: never this process's own
+    address, which a client behind the edge must not see (or use)."""
+    return (state.settings.public_url or "") + path
+
+
 async def _spool(request: Request, target: Path, limit: int) -> None:
     """Stream the body to disk and fsync it before the job that reads it is enqueued."""
     part = target.with_name(target.name + ".part")
@@ -73,6 +88,7 @@ async def ingest(request: Request) -> Response:
             415,
             detail=f"send the file as 'Content-Type: text/csv' (got {content_type or 'none'!r})",
         )
+    _refuse_declared_size(request, state.settings.max_upload_bytes)
     upload = state.paths.uploads_dir / f"{uuid.uuid4().hex}.csv"
     await _spool(request, upload, state.settings.max_upload_bytes)
     key = request.headers.get("idempotency-key")
@@ -83,7 +99,7 @@ async def ingest(request: Request) -> Response:
         raise
     if accepted.duplicate:
         upload.unlink(missing_ok=True)
-    status_url = str(request.url_for("job", job_id=accepted.job_id))
+    status_url = link(state, request.app.url_path_for("job", job_id=accepted.job_id))
     return ORJSONResponse(
         {
             "job_id": accepted.job_id,

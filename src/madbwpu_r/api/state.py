@@ -28,6 +28,7 @@ class ApiSettings:
     redis_url: str | None = None
     redis_channel: str = "madbwpu-r:edge:purge"
     max_upload_bytes: int = 1 << 30
+    public_url: str | None = None  # links the API gives out are relative without one
 
     @property
     def paths(self) -> EnvPaths:

@@ -10,6 +10,7 @@ The head also keeps the Merkle frontier, so a checkpoint never rereads the log.
 
 from __future__ import annotations
 
+import hashlib
 import time as _time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,9 +18,8 @@ from typing import Any
 
 import orjson
 
-from madbwpu_r.audit.merkle import Frontier, leaf_hash
+from madbwpu_r.audit.merkle import Frontier
 from madbwpu_r.audit.records import GENESIS, AuditRecord, Entry, format_time
-from madbwpu_r.signing import digest
 
 __all__ = [
     "POSTGRES",
@@ -31,11 +31,12 @@ __all__ = [
     "create_tables",
     "entries",
     "head",
+    "head_size",
     "last_checkpoint",
     "lock_head",
     "query",
     "store_checkpoint",
-    "stored_hashes",
+    "rows",
 ]
 
 
@@ -131,6 +132,11 @@ def head(conn: Any, d: Dialect) -> Head:
     return Head(size, last, Frontier.decode(size, frontier))
 
 
+def head_size(conn: Any, d: Dialect) -> int:
+    """The head's size alone (a verifier reads it even when the frontier beside it is damaged)."""
+    return int(conn.execute(d.sql("SELECT size FROM {p}audit_head WHERE id = 0")).fetchone()[0])
+
+
 def append(
     conn: Any, d: Dialect, records: Sequence[AuditRecord], now: float | None = None
 ) -> list[Entry]:
@@ -145,16 +151,23 @@ def append(
     made: list[Entry] = []
     rows = []
     prev = h.hash
-    for i, r in enumerate(records):
-        entry = Entry(h.size + i, stamp, r.actor, r.action, r.target, r.outcome, r.detail,
-                      dict(r.evidence), prev)  # fmt: skip
-        leaf = entry.leaf()
-        prev = entry_hash = digest(leaf)
-        h.frontier.append(leaf_hash(leaf))
-        rows.append((entry.seq, now, stamp, r.actor, r.action, r.target, r.outcome, r.detail,
-                     orjson.dumps(entry.evidence, option=orjson.OPT_SORT_KEYS).decode(),
-                     entry.prev, entry_hash))  # fmt: skip
-        made.append(entry)
+    sha, dumps, sort, frontier = hashlib.sha256, orjson.dumps, orjson.OPT_SORT_KEYS, h.frontier
+    for seq, r in enumerate(records, start=h.size):
+        evidence = dict(r.evidence)
+        # Entry.to_json()'s fields, encoded once: the leaf, the chain hash and the stored row.
+        leaf = dumps(
+            {"action": r.action, "actor": r.actor, "detail": r.detail, "evidence": evidence,
+             "outcome": r.outcome, "prev": prev, "seq": seq, "target": r.target, "time": stamp},
+            option=sort,
+        )  # fmt: skip
+        entry_hash = sha(leaf).hexdigest()
+        frontier.append(sha(b"\x00" + leaf).digest())
+        rows.append((seq, now, stamp, r.actor, r.action, r.target, r.outcome, r.detail,
+                     dumps(evidence, option=sort).decode(), prev, entry_hash))  # fmt: skip
+        made.append(
+            Entry(seq, stamp, r.actor, r.action, r.target, r.outcome, r.detail, evidence, prev)
+        )
+        prev = entry_hash
     conn.cursor().executemany(
         d.sql(
             f"INSERT INTO {{p}}audit_entries ({_COLUMNS.replace('seq, time', 'seq, ts, time')}, hash)"
@@ -190,14 +203,18 @@ def entries(conn: Any, d: Dialect, start: int = 0, stop: int | None = None) -> I
         position = rows[-1][0] + 1
 
 
-def stored_hashes(conn: Any, d: Dialect, start: int, stop: int) -> list[tuple[int, str, str]]:
-    """(seq, prev, hash) as stored, to compare with what the entries themselves hash to."""
-    return conn.execute(
-        d.sql(
-            "SELECT seq, prev, hash FROM {p}audit_entries WHERE seq >= ? AND seq < ? ORDER BY seq"
-        ),
-        (start, stop),
-    ).fetchall()
+def rows(conn: Any, d: Dialect, page: int = 20_000) -> Iterator[tuple[Any, ...]]:
+    """Every entry as stored, with its stored hash last, in pages: for verifying a whole log."""
+    position = 0
+    sql = d.sql(
+        f"SELECT {_COLUMNS}, hash FROM {{p}}audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?"
+    )
+    while True:
+        found = conn.execute(sql, (position, page)).fetchall()
+        if not found:
+            return
+        yield from found
+        position = found[-1][0] + 1
 
 
 def query(

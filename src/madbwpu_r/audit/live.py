@@ -11,18 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from madbwpu_r.audit import _sql
 from madbwpu_r.audit.archive import Archive
 from madbwpu_r.audit.checkpoint import Checkpoint
 from madbwpu_r.audit.log import AuditLog
 from madbwpu_r.audit.merkle import Tree
-from madbwpu_r.audit.verify import (
-    Report,
-    check_against,
-    check_chain,
-    check_checkpoints,
-    check_roots,
-    check_stored_hashes,
-)
+from madbwpu_r.audit.verify import Report, check_against, check_checkpoints, check_roots, check_rows
 from madbwpu_r.identity.directory import IdentityDirectory
 
 __all__ = ["verify_log"]
@@ -37,18 +31,19 @@ def verify_log(
     archives: Sequence[Archive] = (),
 ) -> Report:
     report = Report(f"log {name}")
-    entries, stored, checkpoints = log.snapshot()
-    report.entries, report.checkpoints = len(entries), len(checkpoints)
-    leaves = check_chain(report, entries, 0)
-    check_stored_hashes(report, entries, stored)
+    d = log.db.dialect
+    with log.db.read() as conn:  # one snapshot: entries, head and checkpoints agree
+        leaves = check_rows(report, _sql.rows(conn, d))
+        checkpoints = [Checkpoint.parse(t) for t in _sql.checkpoints(conn, d)]
+        size = _sql.head_size(conn, d)
+    report.entries, report.checkpoints = len(leaves), len(checkpoints)
     tree = Tree(leaves)
     public = directory.public_key(log_key)
     check_checkpoints(report, checkpoints, log.origin, (log_key, public) if public else None)
     check_roots(report, tree, checkpoints, f"log {name}")
-    size = log.size()
-    if size != len(entries):
+    if size != len(leaves):
         report.add(
-            "truncated", f"the head says {size} entries but {len(entries)} are stored", len(entries)
+            "truncated", f"the head says {size} entries, {len(leaves)} are stored", len(leaves)
         )
     for where, cp in kept:
         check_against(report, tree, None, cp, where)

@@ -78,14 +78,5 @@ class AuditLog:
             text = _sql.last_checkpoint(conn, self.db.dialect)
         return None if text is None else Checkpoint.parse(text)
 
-    def snapshot(self) -> tuple[list[Entry], list[tuple[int, str, str]], list[Checkpoint]]:
-        """Every entry, the stored (seq, prev, hash) and every checkpoint, from one read."""
-        with self.db.read() as conn:
-            d = self.db.dialect
-            entries = list(_sql.entries(conn, d))
-            stored = _sql.stored_hashes(conn, d, 0, 1 << 62)
-            cps = [Checkpoint.parse(t) for t in _sql.checkpoints(conn, d)]
-        return entries, stored, cps
-
     def tree(self, stop: int | None = None) -> Tree:
         return Tree(leaf_hash(e.leaf()) for e in self.entries(0, stop))

@@ -58,9 +58,12 @@ class Tree:
     """An append-only tree over leaf hashes, answering proofs for every size up to its own."""
 
     def __init__(self, leaf_hashes: Iterable[bytes] = ()):
-        self._levels: list[list[bytes]] = [[]]
-        for h in leaf_hashes:
-            self.append_hash(h)
+        row = list(leaf_hashes)
+        self._levels: list[list[bytes]] = [row]
+        while len(row) > 1:  # built level by level: n - 1 hashes, no per-leaf bookkeeping
+            sha = hashlib.sha256
+            row = [sha(b"\x01" + a + b).digest() for a, b in zip(row[::2], row[1::2], strict=False)]
+            self._levels.append(row)
 
     @classmethod
     def from_leaves(cls, leaves: Iterable[bytes]) -> Tree:

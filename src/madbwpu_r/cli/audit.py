@@ -283,6 +283,9 @@ def verify_(
     reports.extend(verify_archive(a, trusted) for a in loaded)
     for report in reports:
         _print(report)
+    if loaded and trusted is None:
+        typer.echo("note: keys are the archives' own (no DIR here and no --trust): compare the "
+                   "fingerprints in their identity acts with ones you trust")  # fmt: skip
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
 

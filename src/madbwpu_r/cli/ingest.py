@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from madbwpu_r.api.datasets import DATASET_NAME
 from madbwpu_r.cli.options import DEFAULT_DIR, DataDir, Env
-from madbwpu_r.config import load_endpoints, load_or_create_secrets
+from madbwpu_r.config import load_endpoints, load_secrets
 
 console = Console(stderr=True)
 CHUNK = 1 << 20
@@ -95,7 +95,10 @@ def ingest(
         base = api or load_endpoints(data_dir)[env]["api"]
     except (LookupError, OSError) as exc:
         raise _fail(str(exc).strip("'\"")) from None
-    token = load_or_create_secrets(data_dir)["write_token"]
+    try:
+        token = load_secrets(data_dir, env)["write_token"]
+    except LookupError as exc:
+        raise _fail(str(exc)) from None
     size = file.stat().st_size
     columns = (
         TextColumn("{task.description}"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from madbwpu_r.cli import audit, edge, identity, ingest, jobs, run
@@ -21,5 +23,11 @@ for module in (run, ingest, edge, jobs, identity, audit):
     module.register(app)
 
 
+PRIVATE_UMASK = 0o077
+
+
 def main() -> None:
+    # Every file and directory a madbwpu-r process (or its children) creates is its owner's
+    # only: data files 0600, directories 0700. Tokens and unreleased data are not for others.
+    os.umask(PRIVATE_UMASK)
     app()

@@ -3,25 +3,50 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from madbwpu_r.cli.edge import parse_size
 from madbwpu_r.cli.options import DEFAULT_DIR, DataDir, Env, split_listen
 from madbwpu_r.config import EnvPaths, load_or_create_secrets
 from madbwpu_r.logs import configure_logging
+from madbwpu_r.stopsignals import StopSignals
 
 if TYPE_CHECKING:
+    from madbwpu_r.launcher import Stack
     from madbwpu_r.queue import Queue
     from madbwpu_r.worker.health import HealthServer
     from madbwpu_r.worker.runner import Worker
 
 console = Console(stderr=True)
+
+DEFAULT_MAX_UPLOAD = "1GiB"
+MaxUpload = Annotated[
+    str,
+    typer.Option(
+        help="Largest ingest body the API accepts (e.g. 512MiB); larger ones get 413, "
+        "before the body is read when Content-Length says so.",
+        callback=lambda value: parse_size(value) and value,
+    ),
+]
+
+
+def _check_public_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise typer.BadParameter(
+            f"{value!r} is not an http(s) base URL such as https://data.example"
+        )
+    return value.rstrip("/")
 
 
 def up(
@@ -61,6 +86,7 @@ def up(
         str | None,
         typer.Option(help="Also fan purges out over Redis pub/sub (one channel per environment)."),
     ] = None,
+    max_upload_bytes: MaxUpload = DEFAULT_MAX_UPLOAD,
 ) -> None:
     """Start staging and production: an edge, an API and workers each, on embedded defaults.
 
@@ -85,31 +111,32 @@ def up(
         queue_url=queue_url,
         store_url=store_url,
         redis_url=redis_url,
+        max_upload_bytes=parse_size(max_upload_bytes),
     )
-    signal.signal(signal.SIGTERM, lambda *_: stack.request_stop())
-    try:
-        stack.start()
-        stack.wait_ready()
-        table = Table(title=f"madbwpu-r is up ({data_dir})")
-        for column in ("environment", "edge (read here)", "api"):
-            table.add_column(column)
-        for env, urls in stack.endpoints.items():
-            api_list = "\n".join(urls.get("apis") or [urls["api"]])
-            table.add_row(env, "\n".join(urls.get("edges") or [urls["edge"]]), api_list)
-        Console().print(table)
-        console.print(
-            f"endpoints written to {data_dir / 'endpoints.json'}; Ctrl-C stops everything"
-        )
-        stack.watch()
-    except KeyboardInterrupt:
-        pass
-    except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    with StopSignals(lambda signum: stack.request_stop()):
+        try:
+            stack.start()
+            stack.wait_ready()
+            if not stack.stopping:
+                _print_endpoints(stack, data_dir)
+                stack.watch()
+        except (RuntimeError, TimeoutError, OSError, ValueError, LookupError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            stack.stop()
+            raise typer.Exit(1) from None
+        console.print("stopping...")
         stack.stop()
-        raise typer.Exit(1) from None
-    console.print("stopping...")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stack.stop()
+
+
+def _print_endpoints(stack: Stack, data_dir: Path) -> None:
+    table = Table(title=f"madbwpu-r is up ({data_dir})")
+    for column in ("environment", "edge (read here)", "api"):
+        table.add_column(column)
+    for env, urls in stack.endpoints.items():
+        api_list = "\n".join(urls.get("apis") or [urls["api"]])
+        table.add_row(env, "\n".join(urls.get("edges") or [urls["edge"]]), api_list)
+    Console().print(table)
+    console.print(f"endpoints written to {data_dir / 'endpoints.json'}; Ctrl-C stops everything")
 
 
 def api(
@@ -145,6 +172,15 @@ def api(
     redis_channel: Annotated[
         str, typer.Option(help="Pub/sub channel of the purges.")
     ] = "madbwpu-r:edge:purge",
+    max_upload_bytes: MaxUpload = DEFAULT_MAX_UPLOAD,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL clients reach this API by (e.g. its edge); links it gives out "
+            "(status_url, Location) are built on it. Default: relative links.",
+            callback=_check_public_url,
+        ),
+    ] = None,
 ) -> None:
     """Run one API process for an environment."""
     import uvicorn
@@ -156,7 +192,7 @@ def api(
 
     configure_logging(f"{env}-api")
     host, port = split_listen(listen)
-    secrets = load_or_create_secrets(data_dir)
+    secrets = load_or_create_secrets(data_dir, env)
     settings = ApiSettings(
         env=env,
         data_dir=data_dir.resolve(),
@@ -168,6 +204,8 @@ def api(
         edges=list(edge or []),
         redis_url=redis_url,
         redis_channel=redis_channel,
+        max_upload_bytes=parse_size(max_upload_bytes),
+        public_url=public_url,
     )
     try:
         app = create_app(settings)
@@ -228,7 +266,7 @@ def worker(
     name = name or f"{env}-worker-{socket.gethostname()}-{os.getpid()}"
     configure_logging(name)
     paths = EnvPaths(data_dir.resolve(), env).ensure()
-    secrets = load_or_create_secrets(data_dir)
+    secrets = load_or_create_secrets(data_dir, env)
     queue = open_queue(queue_url or paths.default_queue_url)
     client = ApiClient(list(api), secrets["worker_token"])
     runner = Worker(

@@ -56,13 +56,20 @@ async def _route(edge: EdgeApp, request: Request) -> Response:
 
 
 async def _purge(edge: EdgeApp, request: Request) -> Response:
-    if not tokens_equal(bearer_token(request), edge.config.purge_token):
-        detail = (
-            "This edge has no purge token configured; purges are disabled."
-            if not edge.config.purge_token
-            else "A valid 'Authorization: Bearer <purge token>' header is required."
+    # As the API: no credential 401, a wrong one 403 (and 403 when purges are disabled).
+    if not edge.config.purge_token:
+        return problem_response(
+            403, detail="This edge has no purge token configured; purges are disabled."
         )
-        return problem_response(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+    given = bearer_token(request)
+    if given is None:
+        return problem_response(
+            401,
+            detail="A valid 'Authorization: Bearer <purge token>' header is required.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not tokens_equal(given, edge.config.purge_token):
+        return problem_response(403, detail="The credential given is not this edge's purge token.")
     body = b""
     async for chunk in request.stream():
         body += chunk

@@ -33,8 +33,19 @@ class IngestHandler:
         )
 
     def __call__(self, job: Job) -> dict[str, Any]:
-        dataset = job.payload["dataset"]
         upload = self.paths.uploads_dir / Path(job.payload["upload"]).name
+        try:
+            return self._ingest(job, upload)
+        except PermanentError:
+            upload.unlink(missing_ok=True)  # the job is dead: nothing will read its upload again
+            raise
+        except Exception:
+            if job.attempt >= job.max_attempts:
+                upload.unlink(missing_ok=True)  # the last attempt: the job dies with it
+            raise
+
+    def _ingest(self, job: Job, upload: Path) -> dict[str, Any]:
+        dataset = job.payload["dataset"]
         if not upload.exists():
             # A previous attempt finished and removed its upload before it could ack:
             # the API knows the version it published for this job.

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from madbwpu_r.queue import Job, PermanentJobError, Queue, QueueError
+from madbwpu_r.stopsignals import StopSignals
 
 __all__ = ["Handler", "PermanentError", "Worker"]
 
@@ -314,22 +315,16 @@ class Worker:
             for job in lost:
                 log.warning("lease lost", extra={"job": job.id, "worker": self.name})
 
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        if not self.install_signals or threading.current_thread() is not threading.main_thread():
-            yield
-            return
+    def _signals(self) -> contextlib.AbstractContextManager[object]:
+        """SIGTERM/SIGINT stop the worker; the handler itself takes no lock (see stopsignals)."""
+        if not self.install_signals:
+            return contextlib.nullcontext()
 
-        def on_signal(signum: int, frame: object) -> None:
+        def on_stop(signum: int) -> None:  # called from the watcher thread, not the handler
             log.info("stopping on %s", signal.Signals(signum).name, extra={"worker": self.name})
             self.stop()
 
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        return StopSignals(on_stop)
 
 
 class _Idle:
