@@ -35,8 +35,12 @@ sub vcl_recv {
         if (req.method != "POST") {
             return (synth(405, "Use POST."));
         }
-        if (client.ip !~ purgers || req.http.Authorization != "Bearer @PURGE_TOKEN@") {
+        # As the edge and the API: no credential 401, a wrong one (or a foreign address) 403.
+        if (!req.http.Authorization) {
             return (synth(401, "A valid Authorization: Bearer <purge token> header is required."));
+        }
+        if (client.ip !~ purgers || req.http.Authorization != "Bearer @PURGE_TOKEN@") {
+            return (synth(403, "The credential given is not this edge's purge token."));
         }
         set req.http.X-Purged = "0";
         if (req.http.xkey-softpurge) {

@@ -24,6 +24,7 @@ import httpx
 
 from madbwpu_r.config import (
     ENVIRONMENTS,
+    SECRETS_FILE_ENV,
     EnvPaths,
     endpoints_path,
     ensure_data_dir,
@@ -179,7 +180,17 @@ class Stack:
         except (OSError, ValueError, KeyError, IndexError, AttributeError):
             return {}
 
+    @staticmethod
+    def refuse_given_secrets() -> None:
+        """That file is one environment's tokens; every environment here has its own."""
+        if os.environ.get(SECRETS_FILE_ENV):
+            raise ValueError(
+                f"${SECRETS_FILE_ENV} is set: it gives one process one environment's tokens, "
+                "and `up` runs every environment, each with its own; unset it"
+            )
+
     def start(self) -> None:
+        self.refuse_given_secrets()
         ensure_data_dir(self.data_dir)
         previous = self._previous_ports()
         base_env = dict(os.environ)

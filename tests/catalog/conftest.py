@@ -9,22 +9,27 @@ from typing import Any
 import pytest
 
 from madbwpu_r.catalog import Catalog, OutboxRelay, deliverers
+from madbwpu_r.purge import Delivery, PurgeMessage, Purger
 from madbwpu_r.queue import Queue, open_queue
 from madbwpu_r.store import MetadataStore, open_store
 
 
-class RecordingPurger:
-    """Stands in for the edges' fan-out only to record what reached it; the engines are real."""
+class RecordingPurger(Purger):
+    """The real Purger port with a backend that only records what reached it (or fails)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.purges: list[dict[str, Any]] = []
         self.fail = False
 
-    def purge(self, keys=(), urls=(), soft=False, sequence=None) -> dict[str, Any]:
+    def _deliver(self, message: PurgeMessage) -> Delivery:
         if self.fail:
             raise ConnectionError("redis down")
-        self.purges.append({"keys": list(keys), "sequence": sequence})
-        return {"ok": True, "seq": sequence[1] if sequence else None}
+        self.purges.append({"keys": list(message.keys), "sequence": (message.epoch, message.seq)})
+        return Delivery()
+
+    async def _adeliver(self, message: PurgeMessage) -> Delivery:
+        return self._deliver(message)
 
 
 @pytest.fixture

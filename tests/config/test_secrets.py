@@ -77,3 +77,18 @@ def test_a_corrupt_secrets_file_is_a_clear_error(tmp_path):
     paths.secrets.write_text("{not json")
     with pytest.raises(MissingSecrets, match="remove it to start over"):
         load_or_create_secrets(tmp_path, "staging")
+
+
+def test_a_given_secrets_file_is_read_never_created_and_up_refuses_it(tmp_path, monkeypatch):
+    given = tmp_path / "mounted.json"
+    tokens = {name: f"{name}-value" for name in SECRET_NAMES}
+    given.write_bytes(orjson.dumps(tokens))
+    monkeypatch.setenv("MADBWPU_R_SECRETS_FILE", str(given))
+    assert load_or_create_secrets(tmp_path / "data", "staging") == tokens
+    assert not (tmp_path / "data").exists()
+    result = CliRunner().invoke(app, ["up", "--data-dir", str(tmp_path / "up")])
+    assert result.exit_code == 1 and "MADBWPU_R_SECRETS_FILE is set" in result.output
+    assert not (tmp_path / "up").exists()
+    given.write_text("{}")
+    with pytest.raises(MissingSecrets, match="no complete tokens"):
+        load_secrets(tmp_path / "data", "staging")

@@ -18,6 +18,7 @@ import pytest
 
 HERE = Path(__file__).parent
 TOKEN = "edge-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CLI = str(Path(sys.executable).with_name("madbwpu-r"))
 HTTP = httpx.Client(timeout=10)  # one pool for the helpers: no TLS context per call
 
@@ -39,6 +40,7 @@ class Proc:
             env={**os.environ, **(env or {})},
         )
         self.health = health
+        self.logs = ""  # the process's stderr, once stopped
 
     def wait(self) -> None:
         args, url, health = self.args, self.url, self.health
@@ -65,7 +67,8 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc.stderr:
+        if self.proc.stderr and not self.proc.stderr.closed:
+            self.logs = self.proc.stderr.read().decode(errors="replace")
             self.proc.stderr.close()
 
     def kill(self) -> None:
@@ -119,7 +122,13 @@ class Edge(Proc):
         return HTTP.get(self.url + path, **kwargs)
 
     def stats(self) -> dict[str, Any]:
-        return HTTP.get(self.url + "/_edge/stats").json()
+        response = HTTP.get(self.url + "/_edge/stats", headers=AUTH)
+        response.raise_for_status()
+        return response.json()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def purge(self, token: str | None = TOKEN, **body: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

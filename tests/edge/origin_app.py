@@ -3,12 +3,14 @@
 Run: python origin_app.py PORT. Configure a path with POST /_control/set
 {"path": "/x", "status": 200, "headers": {...}, "body": "...", "delay": 0.5,
  "honour_conditionals": true, "echo": "accept-language"}; read counters with
-GET /_control/stats?path=/x. The body may contain {n} (the path's request count).
+GET /_control/stats?path=/x (count, headers, methods, size and SHA-256 of the last request
+body, which is streamed, never held). The body may contain {n} (the path's request count).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sys
 from collections import defaultdict
 from typing import Any
@@ -23,6 +25,7 @@ INFLIGHT: dict[str, int] = defaultdict(int)
 MAX_INFLIGHT: dict[str, int] = defaultdict(int)
 LAST_HEADERS: dict[str, dict[str, str]] = {}
 METHODS: dict[str, list[str]] = defaultdict(list)
+BODIES: dict[str, dict[str, Any]] = {}
 
 
 async def _body(receive: Any) -> bytes:
@@ -59,10 +62,21 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "max_inflight": MAX_INFLIGHT[target],
             "last_headers": LAST_HEADERS.get(target, {}),
             "methods": METHODS[target],
+            "body": BODIES.get(target),
         }
         await _send(send, 200, {"content-type": "application/json"}, orjson.dumps(data))
         return
-    await _body(receive)
+    digest, size = hashlib.sha256(), 0
+    while True:  # streamed, never held: a test may send hundreds of MiB
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return  # an incomplete request is not counted
+        chunk = message.get("body", b"")
+        digest.update(chunk)
+        size += len(chunk)
+        if not message.get("more_body"):
+            break
+    BODIES[path] = {"bytes": size, "sha256": digest.hexdigest()}
     COUNTS[path] += 1
     n = COUNTS[path]
     METHODS[path].append(scope["method"])

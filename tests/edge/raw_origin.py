@@ -3,7 +3,8 @@
 No ASGI server lets an app do that, and it is what `stale-close-*` conformance tests and
 origin-retry tests need. Each path plays a script: one step per request, the last step repeats.
 A step is ("respond", status, headers), ("respond-close", status, headers) (answer, then close
-the idle connection without saying so) or ("drop",) (read the request, then close the socket).
+the idle connection without saying so), ("respond-after-103", status, headers) (a 103 Early
+Hints interim response first) or ("drop",) (read the request, then close the socket).
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ class RawOrigin:
                 kind, status, headers = step
                 body = f"{path} #{n}".encode()
                 fields = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                if kind == "respond-after-103":  # an interim response first (RFC 8297)
+                    conn.sendall(
+                        b"HTTP/1.1 103 Early Hints\r\nLink: </hint.css>; rel=preload\r\n"
+                        b"Cache-Control: max-age=600\r\n\r\n"
+                    )
                 conn.sendall(
                     f"HTTP/1.1 {status} X\r\n{fields}Content-Length: {len(body)}\r\n\r\n".encode()
                     + body

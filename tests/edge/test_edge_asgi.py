@@ -208,9 +208,9 @@ def test_admin_endpoints():
                 "/_edge/purge", content=b"{not json", headers={"Authorization": "Bearer t"}
             )
         ).status_code == 400
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get("/metrics", headers={"Authorization": "Bearer t"})).text
         assert "madbwpu_edge_hits_total" in metrics and "madbwpu_edge_bytes" in metrics
-        stats = (await client.get("/_edge/stats")).json()
+        stats = (await client.get("/_edge/stats", headers={"Authorization": "Bearer t"})).json()
         assert stats["max_bytes"] == 1234567
 
     run(scenario, max_bytes=1234567)
@@ -234,4 +234,84 @@ def test_no_purge_token_means_purges_are_refused():
 def test_exported_names():
     import madbwpu_r.edge as edge
 
-    assert sorted(edge.__all__) == ["EdgeApp", "EdgeConfig", "Invalidator", "create_app"]
+    assert sorted(edge.__all__) == ["EdgeApp", "EdgeConfig", "create_app"]
+    assert edge.EdgeConfig is EdgeConfig and edge.create_app is create_app
+
+
+def test_forwarding_fields_are_replaced_never_appended():
+    """Issue 7.6: a client's own X-Forwarded-* / Forwarded never reach the origin."""
+
+    async def scenario(client: httpx.AsyncClient, path: str) -> None:
+        route(path, headers={"Cache-Control": "max-age=60"})
+        spoofed = {
+            "X-Forwarded-For": "6.6.6.6, 7.7.7.7",
+            "X-Forwarded-Host": "evil.example",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Port": "443",
+            "X-Forwarded-Prefix": "/evil",
+            "X-Real-IP": "6.6.6.6",
+            "Forwarded": "for=6.6.6.6;host=evil.example;proto=https",
+            "Via": "1.1 client-proxy",
+            "Expect": "100-continue",
+        }
+        assert (await client.post(path, content=b"x", headers=spoofed)).status_code == 200
+        seen = origin_app.LAST_HEADERS[path]
+        assert seen["x-forwarded-for"] == "10.0.0.1"
+        assert seen["x-forwarded-proto"] == "http"
+        assert seen["forwarded"] == "for=10.0.0.1;proto=http"
+        for name in ("x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix", "x-real-ip"):
+            assert name not in seen, name
+        assert "expect" not in seen
+        assert seen["via"] == "1.1 client-proxy, 1.1 madbwpu-r-edge"  # Via is a chain by design
+        assert seen["host"] == "origin.test"
+        # A fill (GET miss) is forwarded the same way.
+        await client.get(path + "/fill", headers=spoofed)
+        assert origin_app.LAST_HEADERS[path + "/fill"]["x-forwarded-for"] == "10.0.0.1"
+
+    run(scenario)
+
+
+def test_forwarded_host_is_the_configured_public_name():
+    async def scenario(client: httpx.AsyncClient, path: str) -> None:
+        await client.get(path, headers={"X-Forwarded-Host": "evil.example"})
+        seen = origin_app.LAST_HEADERS[path]
+        assert seen["x-forwarded-host"] == "data.example.org"
+        assert seen["forwarded"] == 'for=10.0.0.1;proto=http;host="data.example.org"'
+
+    run(scenario, forwarded_host="data.example.org")
+
+
+def test_internals_need_a_token():
+    async def scenario(client: httpx.AsyncClient, path: str) -> None:
+        for endpoint in ("/_edge/stats",):
+            refused = await client.get(endpoint)
+            assert refused.status_code == 401
+            assert "origin.test" not in refused.text
+            admin = await client.get(endpoint, headers={"Authorization": "Bearer adm"})
+            assert admin.status_code == 200
+        assert (
+            "origin.test"
+            in (await client.get("/_edge/stats", headers={"Authorization": "Bearer t"})).text
+        )
+
+    run(scenario, admin_token="adm")
+
+
+def test_a_body_over_the_limit_gets_413_before_the_origin_sees_it():
+    async def scenario(client: httpx.AsyncClient, path: str) -> None:
+        refused = await client.post(path, content=b"z" * 2048)
+        assert refused.status_code == 413
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["connection"] == "close"
+
+        async def chunks():
+            for _ in range(4):
+                yield b"z" * 1000
+
+        streamed = await client.post(path, content=chunks())
+        assert streamed.status_code == 413
+        assert path not in origin_app.COUNTS
+        ok = await client.post(path, content=b"z" * 1024)
+        assert ok.status_code == 200 and origin_app.BODIES[path]["bytes"] == 1024
+
+    run(scenario, max_body_bytes=1024)

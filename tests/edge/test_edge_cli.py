@@ -24,6 +24,13 @@ from madbwpu_r.cli.main import app
         (["--origin", "http://x", "--redis-url", "http://r"], "is not a redis:// URL"),
         (["--origin", "http://x", "--keep-alive", "0"], "--keep-alive"),
         (["--origin", "http://x", "--keep-alive", "soon"], "--keep-alive"),
+        (["--origin", "http://x", "--max-header-bytes", "100"], "--max-header-bytes"),
+        (["--origin", "http://x", "--max-url-bytes", "100"], "--max-url-bytes"),
+        (["--origin", "http://x", "--max-body-bytes", "lots"], "is not a size"),
+        (["--origin", "http://x", "--max-headers", "0"], "--max-headers"),
+        (["--origin", "http://x", "--targeted-cache-control", "bad name"], "not a field name"),
+        (["--origin", "http://x", "--targeted-cache-control", "Cache-Control"], "not a field name"),
+        (["--origin", "http://x", "--forwarded-host", "a/b"], "is not host[:port]"),
     ],
 )
 def test_bad_options_name_the_problem_and_exit_non_zero(args, message):

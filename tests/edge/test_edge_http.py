@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 
+from tests.edge.conftest import AUTH
 from tests.edge.test_edge_purge import _wait_for
 
 
@@ -137,7 +138,7 @@ def test_byte_limit_evicts_and_is_never_exceeded(origin, make_edge, uniq):
     assert stats["entries"] < 40
     assert edge.get(paths[-1]).headers["x-cache"] == "HIT"
     assert edge.get(paths[0]).headers["x-cache"] == "MISS"  # least recently used went first
-    metrics = httpx.get(edge.url + "/metrics").text
+    metrics = httpx.get(edge.url + "/metrics", headers=AUTH).text
     assert 'madbwpu_edge_evictions_total{edge="edge"}' in metrics
 
 

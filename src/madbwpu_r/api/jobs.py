@@ -10,6 +10,7 @@ import os
 import uuid
 from pathlib import Path
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,12 +45,15 @@ def require_token(request: Request, expected: str, what: str) -> None:
         raise ProblemError(403, detail=f"the credential given is not the {what}")
 
 
+MAX_EVENT_BYTES = 1 << 20  # a worker's event is a small JSON object
+
+
 def _refuse_declared_size(request: Request, limit: int) -> None:
     """A Content-Length over the limit is refused before a byte of the body is read."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ProblemError(
-            413, detail=f"the upload ({declared} bytes) exceeds the limit of {limit} bytes"
+            413, detail=f"the body ({declared} bytes) exceeds the limit of {limit} bytes"
         )
 
 
@@ -124,8 +128,14 @@ async def job_event(request: Request) -> Response:
     state = _state(request)
     require_token(request, state.settings.worker_token, "worker token")
     job_id = request.path_params["job_id"]
+    _refuse_declared_size(request, MAX_EVENT_BYTES)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_EVENT_BYTES:
+            raise ProblemError(413, detail=f"an event is at most {MAX_EVENT_BYTES} bytes")
     try:
-        event = await request.json()
+        event = orjson.loads(body)
         kind = event["kind"]
         attempt = int(event["attempt"])
     except (ValueError, KeyError, TypeError):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from madbwpu_r.catalog import INGEST_QUEUE, Catalog, OutboxRelay, deliverers
 from madbwpu_r.config import EnvPaths
-from madbwpu_r.edge.client import Invalidator
+from madbwpu_r.purge import Purger, open_purger
 from madbwpu_r.queue import Queue, open_queue
 from madbwpu_r.store import MetadataStore, open_store
 from madbwpu_r.store.versions import VersionFiles
@@ -46,10 +46,9 @@ class ApiState:
             self.store.close()
             raise
         self.versions = VersionFiles(self.paths.versions_dir)
-        self.invalidator = Invalidator(
-            edges=list(settings.edges),
+        self.invalidator: Purger = open_purger(
+            [*settings.edges, *([settings.redis_url] if settings.redis_url else [])],
             token=settings.purge_token,
-            redis_url=settings.redis_url,
             channel=settings.redis_channel,
         )
         self.relay = OutboxRelay(self.store, deliverers(self.queue, self.invalidator))
@@ -62,5 +61,6 @@ class ApiState:
 
     def close(self) -> None:
         self.relay.stop()
+        self.invalidator.close()
         self.queue.close()
         self.store.close()

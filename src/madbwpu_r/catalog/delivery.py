@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
+from madbwpu_r.purge import Purger
 from madbwpu_r.queue import Queue
 from madbwpu_r.store import OutboxRow
 
 __all__ = ["Purger", "deliverers"]
-
-
-class Purger(Protocol):
-    """What the catalog needs of the purge fan-out: tell every edge these keys changed."""
-
-    def purge(
-        self,
-        keys: list[str] | tuple[str, ...] = (),
-        urls: list[str] | tuple[str, ...] = (),
-        soft: bool = False,
-        sequence: tuple[str, int] | None = None,
-    ) -> dict[str, Any]: ...
 
 
 def deliverers(queue: Queue, purger: Purger | None = None) -> dict[str, Any]:
@@ -37,7 +26,8 @@ def deliverers(queue: Queue, purger: Purger | None = None) -> dict[str, Any]:
 
         def purge(row: OutboxRow) -> dict[str, Any]:
             p = row.payload
-            return purger.purge(keys=p["keys"], sequence=(p["epoch"], int(p["seq"])))
+            report = purger.purge(keys=p["keys"], sequence=(p["epoch"], int(p["seq"])))
+            return report.as_dict()
 
         out["purge"] = purge
     return out

@@ -51,6 +51,28 @@ def parse_origins(values: list[str]) -> list[str]:
     return [parse_origin(value) for value in values]
 
 
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def _field_name(value: str) -> str:
+    if not _TOKEN.match(value) or value.lower() in ("cache-control", "cdn-cache-control"):
+        raise typer.BadParameter(
+            f"not a field name: {value!r} (use one of its own, e.g. Edge7-Cache-Control)",
+            param_hint="--targeted-cache-control",
+        )
+    return value.lower()
+
+
+def _forwarded_host(value: str | None) -> str | None:
+    from madbwpu_r.edge.host import valid
+
+    if value is None:
+        return None
+    if not valid(value.encode("latin-1", "replace")):
+        raise typer.BadParameter(f"{value!r} is not host[:port]", param_hint="--forwarded-host")
+    return value
+
+
 def register(app: typer.Typer) -> None:
     @app.command("edge")
     def edge(
@@ -89,6 +111,40 @@ def register(app: typer.Typer) -> None:
             help="Close an idle client connection after this long (nginx's default is 75 s; "
             "keep it above the idle timeout of any load balancer in front).",
         ),
+        max_header_bytes: str = typer.Option(
+            "32KiB", help="Largest request head (request line + header fields); larger: 431."
+        ),
+        max_headers: int = typer.Option(
+            100, min=1, max=10_000, help="Most header field lines in a request; more: 431."
+        ),
+        max_url_bytes: str = typer.Option("8KiB", help="Longest request target; longer: 414."),
+        max_body_bytes: str = typer.Option(
+            "1GiB",
+            help="Largest request body, streamed to the origin; larger: 413 (up front when "
+            "Content-Length says so, else as soon as it is exceeded).",
+        ),
+        targeted_cache_control: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--targeted-cache-control",
+                metavar="FIELD",
+                help="A response field targeted at this edge by name (RFC 9213), obeyed before "
+                "CDN-Cache-Control and Cache-Control; repeat for more, most specific first.",
+            ),
+        ] = None,
+        forward_targeted_cache_control: bool = typer.Option(
+            False, help="Pass the targeted fields this edge obeys on to clients (default: removed)."
+        ),
+        forwarded_host: str | None = typer.Option(
+            None,
+            help="Public host[:port] sent to the origin as X-Forwarded-Host and Forwarded host= "
+            "(default: none; the client's Host is never forwarded).",
+        ),
+        admin_token: str | None = typer.Option(
+            None,
+            envvar="MADBWPU_R_EDGE_ADMIN_TOKEN",
+            help="Bearer token that opens /_edge/stats (the purge token does too).",
+        ),
         log_level: str = typer.Option("warning", help="Log level."),
     ) -> None:
         """Run one caching edge process (RFC 9111 shared cache) in front of ORIGIN."""
@@ -107,6 +163,12 @@ def register(app: typer.Typer) -> None:
         limit, object_limit = parse_size(max_bytes), parse_size(max_object_bytes)
         if object_limit > limit:
             raise typer.BadParameter("--max-object-bytes must not exceed --max-bytes")
+        head_limit, url_limit = parse_size(max_header_bytes), parse_size(max_url_bytes)
+        if head_limit < 1024:
+            raise typer.BadParameter("must be at least 1KiB", param_hint="--max-header-bytes")
+        if url_limit < 256:
+            raise typer.BadParameter("must be at least 256", param_hint="--max-url-bytes")
+        targeted = tuple(_field_name(n) for n in targeted_cache_control or [])
         configure_logging("edge", log_level.upper())
         config = EdgeConfig(
             origin=origin[0],
@@ -117,6 +179,14 @@ def register(app: typer.Typer) -> None:
             redis_url=redis_url or None,
             redis_channel=redis_channel,
             name=name,
+            max_header_bytes=head_limit,
+            max_headers=max_headers,
+            max_url_bytes=min(url_limit, head_limit),  # the target is part of the head
+            max_body_bytes=parse_size(max_body_bytes),
+            targeted_cache_control=(*targeted, "cdn-cache-control"),
+            forward_targeted_cache_control=forward_targeted_cache_control,
+            forwarded_host=_forwarded_host(forwarded_host),
+            admin_token=admin_token or None,
         )
         uvicorn.run(
             create_app(config),

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from madbwpu_r.cli.edge import parse_size
 from madbwpu_r.cli.options import DEFAULT_DIR, DataDir, Env, split_listen
-from madbwpu_r.config import EnvPaths, load_or_create_secrets
+from madbwpu_r.config import EnvPaths, ensure_data_dir, load_or_create_secrets
 from madbwpu_r.logs import configure_logging
 from madbwpu_r.stopsignals import StopSignals
 
@@ -97,6 +97,12 @@ def up(
     from madbwpu_r.launcher import Stack
 
     configure_logging("up")
+    try:
+        Stack.refuse_given_secrets()
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    ensure_data_dir(data_dir)  # 0700, before anything is written into it
     if not (data_dir / "project.sqlite").exists():  # a new data dir: its identities and logs
         from madbwpu_r.identity.setup import init_project
 

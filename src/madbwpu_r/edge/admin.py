@@ -1,8 +1,13 @@
-"""The edge's own endpoints: /healthz, /metrics, /_edge/stats and the authenticated purge."""
+"""The edge's own endpoints: /healthz and /metrics (public), /_edge/stats and purges (a token).
+
+/_edge/stats names the origin and the cache's state: the purge or the admin token opens it.
+/metrics holds counters only (no address, URL or key), readable like the API's own, so that
+Prometheus scrapes it as the Kubernetes manifests say; purges need the purge token.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,12 +15,11 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from madbwpu_r.edge.purge import PurgeMessage
+from madbwpu_r.edge.node import EdgeNode
+from madbwpu_r.edge.rules import header_fields
 from madbwpu_r.problems import problem_response
+from madbwpu_r.purge.message import PurgeMessage
 from madbwpu_r.security import bearer_token, tokens_equal
-
-if TYPE_CHECKING:
-    from madbwpu_r.edge.app import EdgeApp
 
 MAX_PURGE_BODY = 4 * 2**20
 
@@ -29,13 +33,34 @@ def _json(data: Any, status: int = 200) -> Response:
     )
 
 
-async def handle(edge: EdgeApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def handle(edge: EdgeNode, scope: dict[str, Any], receive: Any, send: Any) -> None:
     response = await _route(edge, Request(scope, receive))
     await response(scope, receive, send)
 
 
-async def _route(edge: EdgeApp, request: Request) -> Response:
+def _unauthorized(detail: str) -> Response:
+    return problem_response(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _inspection_refused(edge: EdgeNode, request: Request) -> Response | None:
+    """None when the purge or the admin token is given; else 401 (none) or 403 (wrong)."""
+    given = bearer_token(request)
+    if given is None:
+        return _unauthorized("A valid 'Authorization: Bearer <purge or admin token>' is required.")
+    # Both compared, in constant time each, whichever matches.
+    purge = tokens_equal(given, edge.config.purge_token)
+    admin = tokens_equal(given, edge.config.admin_token)
+    if purge or admin:
+        return None
+    return problem_response(403, detail="The credential given opens nothing on this edge.")
+
+
+async def _route(edge: EdgeNode, request: Request) -> Response:
     path, method = request.url.path, request.method
+    host = header_fields(request.scope["headers"]).get(b"host")
+    problem = edge.hosts.problem(host, request.scope["http_version"])
+    if problem is not None:
+        return problem_response(400, detail=problem, headers={"Connection": "close"})
     if path == "/_edge/purge":
         if method != "POST":
             return problem_response(405, detail="Use POST.", headers={"Allow": "POST"})
@@ -44,6 +69,8 @@ async def _route(edge: EdgeApp, request: Request) -> Response:
         return problem_response(405, detail="Use GET.", headers={"Allow": "GET, HEAD"})
     if path == "/healthz":
         return _json({"status": "ok", "edge": edge.config.name})
+    if path == "/_edge/stats" and (refused := _inspection_refused(edge, request)) is not None:
+        return refused
     if path == "/metrics":
         return Response(
             generate_latest(edge.registry),
@@ -55,7 +82,7 @@ async def _route(edge: EdgeApp, request: Request) -> Response:
     return problem_response(404, detail=f"No edge endpoint {path}.")
 
 
-async def _purge(edge: EdgeApp, request: Request) -> Response:
+async def _purge(edge: EdgeNode, request: Request) -> Response:
     # As the API: no credential 401, a wrong one 403 (and 403 when purges are disabled).
     if not edge.config.purge_token:
         return problem_response(

@@ -13,16 +13,18 @@ from urllib.parse import urlsplit
 import httpx
 
 from madbwpu_r.edge import admin
+from madbwpu_r.edge.body import BodyTooLarge, ClientGone, RequestBody
 from madbwpu_r.edge.coalesce import ERROR, RELEASE, Coalescer, Fill
 from madbwpu_r.edge.config import EdgeConfig
 from madbwpu_r.edge.entry import Entry
-from madbwpu_r.edge.fastpath import SLOW_FIELDS
 from madbwpu_r.edge.fill import CC, FillMixin, Outcome, Scope
+from madbwpu_r.edge.host import Hosts
 from madbwpu_r.edge.invalidation import PurgeMixin
 from madbwpu_r.edge.origin import Origin, OriginError, RawHeaders, response_headers
 from madbwpu_r.edge.purge import Generations, Sequencer, url_key
 from madbwpu_r.edge.ranges import byte_range, if_range_holds
 from madbwpu_r.edge.rules import (
+    SLOW_FIELDS,
     delta_seconds,
     header_fields,
     parse_cache_control,
@@ -45,6 +47,8 @@ X_REVALIDATED = (b"x-cache", b"REVALIDATED")
 EMPTY_BODY = {"type": "http.response.body", "body": b"", "more_body": False}
 NO_CC: CC = {}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# Fields the fast paths look at: those that need the full rules, and Host (checked once).
+FAST_CHECKED = SLOW_FIELDS | {b"host"}
 # Scope key: the fill the protocol made this request lead (see fast_join).
 LEAD = "madbwpu_r.edge.lead"
 
@@ -66,6 +70,7 @@ class EdgeApp(FillMixin, PurgeMixin):
         self.store = Store(config.max_bytes)
         self.stats = Stats()
         self.coalescer = Coalescer(config.hit_for_pass_seconds)
+        self.hosts = Hosts()
         self.generations = Generations()
         self.sequencer = Sequencer()
         self.registry = make_registry(self.stats, self.store, config.name)
@@ -130,9 +135,14 @@ class EdgeApp(FillMixin, PurgeMixin):
         group = self.store.groups.get(url)
         if group is None:
             return None
-        for name, _ in headers:
-            if name in SLOW_FIELDS:
-                return None
+        host = None
+        for name, value in headers:
+            if name in FAST_CHECKED:
+                if name != b"host" or host is not None:
+                    return None
+                host = value
+        if host not in self.hosts.good and not self.hosts.admit(host):
+            return None  # the ASGI path answers 400
         vary, variants = group
         entry = variants.get(secondary_key(vary, header_fields(headers)) if vary else ())
         if entry is None or entry.policy.no_cache:
@@ -156,9 +166,14 @@ class EdgeApp(FillMixin, PurgeMixin):
         if scope["method"] != "GET" or scope["http_version"] != "1.1":
             return False
         headers = scope["headers"]
-        for name, _ in headers:
-            if name in SLOW_FIELDS:
-                return False
+        host = None
+        for name, value in headers:
+            if name in FAST_CHECKED:
+                if name != b"host" or host is not None:
+                    return False
+                host = value
+        if host not in self.hosts.good and not self.hosts.admit(host):
+            return False
         path: str = scope["path"]
         if path == "/healthz" or path == "/metrics" or path.startswith("/_edge/"):
             return False
@@ -208,6 +223,12 @@ class EdgeApp(FillMixin, PurgeMixin):
         if query:
             primary = primary + b"?" + query
         req = header_fields(scope["headers"])
+        host = req.get(b"host")
+        if host not in self.hosts.good:
+            problem = self.hosts.problem(host, scope["http_version"])
+            if problem is not None:
+                await self._refuse(scope, receive, send, 400, problem)
+                return
         now = time()
         rcc = _request_cc(req) if (b"cache-control" in req or b"pragma" in req) else NO_CC
         entry = self.store.lookup(primary, req)
@@ -237,7 +258,7 @@ class EdgeApp(FillMixin, PurgeMixin):
             )
             return
         if method == "HEAD" and entry is None:
-            await self._pass(scope, receive, send, method, primary, b"")
+            await self._pass(scope, receive, send, method, primary)
             return
         await self._miss(scope, receive, send, method, primary, req, rcc, entry)
 
@@ -506,43 +527,75 @@ class EdgeApp(FillMixin, PurgeMixin):
 
     # ----------------------------------------------------------------- pass-through
     async def _pass(
-        self, scope: Scope, receive: Any, send: Any, method: str, primary: bytes, body: bytes
+        self,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        method: str,
+        primary: bytes,
+        body: RequestBody | None = None,
     ) -> tuple[int, dict[bytes, bytes]] | None:
         headers = self.origin.request_headers(scope["headers"], scope.get("client"), False)
+        if body is not None and body.length is not None:
+            headers.append((b"content-length", body.length))
         try:
             response = await self.origin.send(method, primary, headers, body)
+        except BodyTooLarge:
+            await self._refuse(scope, receive, send, 413, _too_large(self.config.max_body_bytes))
+            return None
+        except ClientGone:
+            return None
         except OriginError as exc:
             self.stats.origin_errors += 1
             await problem_response(502, detail=f"The origin could not be reached ({exc}).")(
                 scope, receive, send
             )
             return None
-        if not 100 <= response.status_code <= 599:
+        if not 200 <= response.status_code <= 599:  # 1xx here is a switch we never asked for
             await response.aclose()
             await problem_response(502, detail="The origin sent an invalid status code.")(
                 scope, receive, send
             )
             return None
         self.stats.passes += 1
-        kept, fields = response_headers(response)
+        kept, fields, _ = response_headers(response, self.origin.hidden)
         if b"content-length" in fields:
             kept.append((b"content-length", fields[b"content-length"]))
         await self._stream(send, method, Outcome("stream", response=response, headers=kept))
         return response.status_code, fields
 
+    async def _refuse(
+        self, scope: Scope, receive: Any, send: Any, status: int, detail: str
+    ) -> None:
+        """A client's mistake the edge answers itself; the connection is closed after it."""
+        self.stats.refused += 1
+        await problem_response(status, detail=detail, headers={"Connection": "close"})(
+            scope, receive, send
+        )
+
     async def _unsafe(self, scope: Scope, receive: Any, send: Any, method: str) -> None:
         primary: bytes = scope.get("raw_path") or scope["path"].encode()
         if scope["query_string"]:
             primary = primary + b"?" + scope["query_string"]
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+        req = header_fields(scope["headers"])
+        problem = self.hosts.problem(req.get(b"host"), scope["http_version"])
+        if problem is not None:
+            await self._refuse(scope, receive, send, 400, problem)
+            return
+        limit = self.config.max_body_bytes
+        length = req.get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                await self._refuse(scope, receive, send, 400, "Content-Length is not a number.")
                 return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        result = await self._pass(scope, receive, send, method, primary, b"".join(chunks))
+            if int(length) > limit:  # refused before a byte of the body is read
+                await self._refuse(scope, receive, send, 413, _too_large(limit))
+                return
+        # RFC 9112 6.3: neither Content-Length nor Transfer-Encoding means no body at all.
+        body = None
+        if length is not None or b"transfer-encoding" in req:
+            body = RequestBody(receive, limit, length)
+        result = await self._pass(scope, receive, send, method, primary, body)
         if result is None or method in SAFE_METHODS:
             return
         status, fields = result
@@ -568,6 +621,9 @@ class EdgeApp(FillMixin, PurgeMixin):
             return None
         return url_key(url)
 
+    def entry_count(self) -> int:
+        return len(self.store)
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "name": self.config.name,
@@ -585,6 +641,10 @@ class EdgeApp(FillMixin, PurgeMixin):
             "purge_epochs": self.sequencer.state(),
             "redis": None if not self.config.redis_url else {"connected": self.redis_connected},
         }
+
+
+def _too_large(limit: int) -> str:
+    return f"The request body is larger than {limit} bytes (the edge's --max-body-bytes)."
 
 
 def create_app(config: EdgeConfig, transport: httpx.AsyncBaseTransport | None = None) -> EdgeApp:

@@ -23,3 +23,14 @@ class EdgeConfig:
     # RFC 9111 4.2.2: a fraction of (Date - Last-Modified), capped.
     heuristic_fraction: float = 0.1
     heuristic_max_seconds: float = 86400.0
+    # Request limits (README "Limits"): refused before the origin sees anything.
+    max_header_bytes: int = 32 * 2**10  # request line + header fields -> 431
+    max_headers: int = 100  # header field lines -> 431
+    max_url_bytes: int = 8 * 2**10  # request target -> 414
+    max_body_bytes: int = 2**30  # request body (streamed to the origin) -> 413
+    # RFC 9213 targeted cache control: fields this edge obeys, most specific first.
+    targeted_cache_control: tuple[str, ...] = ("cdn-cache-control",)
+    forward_targeted_cache_control: bool = False
+    # Sent as X-Forwarded-Host / Forwarded host= instead of anything the client says.
+    forwarded_host: str | None = None
+    admin_token: str | None = None

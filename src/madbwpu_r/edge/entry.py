@@ -66,6 +66,7 @@ class Entry:
         "validator_date",
         "tags",
         "vary",
+        "hidden",
         "__weakref__",
     )
 
@@ -80,7 +81,9 @@ class Entry:
         initial_age: float,
         vary: tuple[bytes, ...],
         secondary: tuple[bytes, ...],
+        hidden: list[tuple[bytes, bytes]] | tuple[()] = (),
     ) -> None:
+        """`hidden`: fields for this edge's rules only (targeted cache control), never sent."""
         self.primary = primary
         self.secondary = secondary
         self.status = status
@@ -91,6 +94,7 @@ class Entry:
         self.initial_age = initial_age
         self.lifetime = policy.lifetime
         self.vary = vary
+        self.hidden = hidden
         fields: dict[bytes, bytes] = {}
         for name, value in headers:
             fields[name] = value
@@ -114,7 +118,7 @@ class Entry:
         # Counted as held: the body, the header list and its pre-encoded copy, the key.
         self.size = (
             len(body)
-            + sum(len(n) + len(v) + 4 for n, v in headers)
+            + sum(len(n) + len(v) + 4 for n, v in (*headers, *hidden))
             + len(self.wire_head)
             + len(primary)
             + ENTRY_OVERHEAD

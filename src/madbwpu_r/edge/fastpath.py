@@ -15,29 +15,13 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-# Request fields whose presence needs the full rules (conditionals, request directives, ranges).
-SLOW_FIELDS = frozenset(
-    {
-        b"cache-control",
-        b"pragma",
-        b"if-none-match",
-        b"if-modified-since",
-        b"range",
-        b"if-range",
-        b"if-match",
-        b"if-unmodified-since",
-        b"connection",
-        b"expect",
-    }
-)
+from madbwpu_r.edge.guard import GuardedH11Protocol, GuardedHttpToolsProtocol
 
 
-class FastHitProtocol(HttpToolsProtocol):
+class FastHitProtocol(GuardedHttpToolsProtocol):
     _fast_done = False
 
-    def on_headers_complete(self) -> None:
+    def start_request(self) -> None:
         fast_hit = getattr(self.app, "fast_hit", None)
         parser = self.parser
         if (
@@ -53,7 +37,7 @@ class FastHitProtocol(HttpToolsProtocol):
                 self._fast_done = True
                 self.transport.write(data)
                 return
-        super().on_headers_complete()
+        super().start_request()
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         join = getattr(self.app, "fast_join", None)
@@ -92,5 +76,5 @@ class FastHitProtocol(HttpToolsProtocol):
 
 
 def protocol_class(name: str) -> Any:
-    """`httptools` gets the fast hit path; `h11` stays uvicorn's own protocol."""
-    return FastHitProtocol if name == "httptools" else name
+    """`httptools` gets the fast hit path; both get the head limits (guard.py)."""
+    return FastHitProtocol if name == "httptools" else GuardedH11Protocol

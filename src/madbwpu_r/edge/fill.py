@@ -17,6 +17,7 @@ from madbwpu_r.edge.purge import Generations
 from madbwpu_r.edge.rules import (
     ERROR_STATUSES,
     Policy,
+    age_field,
     corrected_initial_age,
     delta_seconds,
     header_fields,
@@ -122,18 +123,18 @@ class FillMixin:
             )
             return Outcome("error", error=str(exc))
         response_time = time()
-        if not 100 <= response.status_code <= 599:
+        if not 200 <= response.status_code <= 599:  # interim 1xx are never final, never stored
             await response.aclose()
             self.stats.origin_errors += 1
             return Outcome("error", error=f"origin sent invalid status {response.status_code}")
-        kept, fields = response_headers(response)
+        kept, fields, hidden = response_headers(response, self.origin.hidden)
         if b"date" not in fields:
             date = http_date(response_time).encode()
             fields[b"date"] = date
             kept.append((b"date", date))
         if response.status_code == 304 and stale is not None:
             await response.aclose()
-            return self._refreshed(stale, kept, request_time, response_time, rcc, start)
+            return self._refreshed(stale, kept + hidden, request_time, response_time, rcc, start)
         if response.status_code in ERROR_STATUSES and self._may_serve_stale_on_error(
             stale, response_time, rcc
         ):
@@ -149,6 +150,7 @@ class FillMixin:
             self.config.heuristic_fraction,
             self.config.heuristic_max_seconds,
             response_time,
+            self.config.targeted_cache_control,
         )
         if policy.storable and "no-store" in rcc:
             policy = _unstorable(policy, "no-store-request")
@@ -190,6 +192,7 @@ class FillMixin:
                 initial_age,
                 vary,
                 secondary,
+                hidden,
             )
 
         own: Entry | None = None
@@ -206,7 +209,7 @@ class FillMixin:
         if not self.generations.purged_since(start, primary, entry.tags):
             stored = self.store.insert(entry)
             self.coalescer.clear_pass(primary)
-        origin_age = delta_seconds(fields[b"age"].decode("latin-1")) if b"age" in fields else 0
+        origin_age = age_field(fields) if b"age" in fields else 0
         return Outcome(
             "entry",
             entry=entry,
@@ -227,9 +230,12 @@ class FillMixin:
     ) -> Outcome:
         """RFC 9111 4.3.4: a 304 updates the stored header fields and freshness."""
         names = {n for n, _ in update} - KEEP_ON_UPDATE
-        merged = [h for h in stale.headers if h[0] not in names]
+        merged = [h for h in (*stale.headers, *stale.hidden) if h[0] not in names]
         merged.extend(h for h in update if h[0] not in KEEP_ON_UPDATE)
         fields = header_fields(merged)
+        hidden_names = self.origin.hidden
+        hidden = [h for h in merged if h[0] in hidden_names]
+        merged = [h for h in merged if h[0] not in hidden_names]
         policy = response_policy(
             "GET",
             stale.status,
@@ -239,6 +245,7 @@ class FillMixin:
             self.config.heuristic_fraction,
             self.config.heuristic_max_seconds,
             response_time,
+            self.config.targeted_cache_control,
         )
         entry = Entry(
             stale.primary,
@@ -250,6 +257,7 @@ class FillMixin:
             corrected_initial_age(header_fields(update), request_time, response_time),
             stale.vary,
             stale.secondary,
+            hidden,
         )
         if not policy.storable:
             self.store.remove(stale)

@@ -9,9 +9,10 @@ from typing import Any
 from madbwpu_r.edge.coalesce import Coalescer
 from madbwpu_r.edge.config import EdgeConfig
 from madbwpu_r.edge.entry import Entry
-from madbwpu_r.edge.purge import Generations, PurgeMessage, Sequencer, url_key
+from madbwpu_r.edge.purge import Generations, Sequencer, url_key
 from madbwpu_r.edge.stats import Stats
 from madbwpu_r.edge.store import Store
+from madbwpu_r.purge.message import PurgeMessage
 
 log = logging.getLogger("madbwpu_r.edge")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Sequence
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,6 +26,22 @@ FILL_STRIPPED = frozenset(
     }
 )
 
+
+# What proxies in front may say about the client. The edge trusts none of it from a client: it
+# drops these and sets its own (README "What the edge forwards, and trusts").
+FORWARDING = frozenset(
+    {
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"x-forwarded-port",
+        b"x-forwarded-prefix",
+        b"x-real-ip",
+    }
+)
+# Handled by the edge itself (uvicorn answers 100-continue), never passed on.
+EDGE_ONLY = frozenset({b"expect"})
 
 BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Only these are sent again, and only when the first try provably never reached the origin.
@@ -76,6 +92,12 @@ class Origin:
         self.transport = transport
         self._client: httpx.AsyncClient | None = None
         self.retries = 1  # once, for GET/HEAD that never reached the origin
+        # Host is replaced by the origin's, Content-Length re-sent only with a body.
+        self.dropped = HOP_BY_HOP | FORWARDING | EDGE_ONLY | {b"host", b"content-length"}
+        self.forwarded_host = config.forwarded_host.encode() if config.forwarded_host else None
+        # Response fields addressed to this edge (RFC 9213 targets, Surrogate-Control).
+        targeted = () if config.forward_targeted_cache_control else config.targeted_cache_control
+        self.hidden = frozenset({b"surrogate-control", *(t.encode() for t in targeted)})
         self.pool = OriginPool([config.origin, *config.extra_origins])
 
     @property
@@ -110,48 +132,52 @@ class Origin:
         fill: bool,
         extra: Sequence[tuple[bytes, bytes]] = (),
     ) -> RawHeaders:
-        drop = _connection_tokens(raw) | HOP_BY_HOP
+        drop = _connection_tokens(raw) | self.dropped
         out: RawHeaders = []
-        forwarded_for = b""
-        original_host = b""
         via = b""
         for name, value in raw:
-            if name in drop or name == b"content-length":
-                continue
-            if name == b"host":
-                original_host = value
+            if name in drop:
                 continue
             if fill and name in FILL_STRIPPED:
-                continue
-            if name == b"x-forwarded-for":
-                forwarded_for = value + b", "
                 continue
             if name == b"via":
                 via = value
                 continue
-            if name == b"x-forwarded-proto":
-                continue
             out.append((name, value.strip()))
         out.append((b"host", self.host))
+        # Replaced, never appended to: a client's own values could poison what the origin
+        # builds from them, and the cache key does not include them.
+        forwarded = [b"proto=http"]
         if client:
-            out.append((b"x-forwarded-for", forwarded_for + client[0].encode()))
-        if original_host:
-            out.append((b"x-forwarded-host", original_host))
+            address = client[0].encode()
+            out.append((b"x-forwarded-for", address))
+            forwarded.insert(0, b'for="[%s]"' % address if b":" in address else b"for=" + address)
+        if self.forwarded_host:
+            out.append((b"x-forwarded-host", self.forwarded_host))
+            forwarded.append(b'host="%s"' % self.forwarded_host)
         out.append((b"x-forwarded-proto", b"http"))
+        out.append((b"forwarded", b";".join(forwarded)))
         # RFC 9110 7.6.3: a gateway sends Via on every request it forwards.
         out.append((b"via", (via + b", " if via else b"") + self.via))
         out.extend(extra)
         return out
 
     async def send(
-        self, method: str, target: bytes, headers: RawHeaders, body: bytes = b""
+        self,
+        method: str,
+        target: bytes,
+        headers: RawHeaders,
+        body: AsyncIterable[bytes] | None = None,
     ) -> httpx.Response:
+        """`body` is streamed as it arrives (never retried); its exceptions propagate."""
         if self.pool.balanced:
             return await self._send_balanced(method, target, headers, body)
         url = self.base + target.decode("latin-1")
-        retries = self.retries if method in RETRIED else 0
+        retries = self.retries if method in RETRIED and body is None else 0
         # An empty body is still sent (Content-Length: 0) for methods that carry one.
-        content = body if body or method not in BODILESS else None
+        content: AsyncIterable[bytes] | bytes | None = body
+        if body is None and method not in BODILESS:
+            content = b""
         for attempt in range(retries + 1):
             delivery = _Delivery()
             request = httpx.Request(
@@ -171,7 +197,7 @@ class Origin:
         raise AssertionError("unreachable")
 
     async def _send_balanced(
-        self, method: str, target: bytes, headers: RawHeaders, body: bytes
+        self, method: str, target: bytes, headers: RawHeaders, body: AsyncIterable[bytes] | None
     ) -> httpx.Response:
         """Several origins: the next healthy one; on failure, the request goes to another.
 
@@ -179,7 +205,9 @@ class Origin:
         9.2.2), so one whose origin died under it (connection reset or closed before the
         response head) is sent to another origin too; other methods are not, once written.
         """
-        content = body if body or method not in BODILESS else None
+        content: AsyncIterable[bytes] | bytes | None = body
+        if body is None and method not in BODILESS:
+            content = b""
         tried: tuple[Member, ...] = ()
         for attempt in range(len(self.pool.members) + 1):
             member = self.pool.pick(tried)
@@ -196,20 +224,27 @@ class Origin:
                 died = isinstance(exc, (httpx.ConnectError, *_DEAD_CONNECTION))
                 if died:
                     self.pool.mark_down(member, f"{type(exc).__name__}: {exc}")
-                again = died and (method in RETRIED or not delivery.written)
+                # A streamed request body cannot be sent twice.
+                again = died and body is None and (method in RETRIED or not delivery.written)
                 if not again or attempt == len(self.pool.members):
                     raise OriginError(f"{type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")
 
 
-def response_headers(response: httpx.Response) -> tuple[RawHeaders, dict[bytes, bytes]]:
-    """(headers to store/forward, all fields joined by name for the caching rules)."""
+def response_headers(
+    response: httpx.Response, hidden: frozenset[bytes] = frozenset()
+) -> tuple[RawHeaders, dict[bytes, bytes], RawHeaders]:
+    """(headers to store/forward, all fields joined by name for the caching rules, fields
+    meant for this edge only: kept for the rules, e.g. after a 304, but never sent on)."""
     raw = [(n.lower(), v) for n, v in response.headers.raw]
     drop = _connection_tokens(raw) | HOP_BY_HOP | COMPUTED
     kept: RawHeaders = []
+    private: RawHeaders = []
     fields: dict[bytes, bytes] = {}
     for name, value in raw:
         fields[name] = fields[name] + b", " + value if name in fields else value
-        if name not in drop:
+        if name in hidden:
+            private.append((name, value))
+        elif name not in drop:
             kept.append((name, value))
-    return kept, fields
+    return kept, fields, private

@@ -1,24 +1,12 @@
-"""Purge messages, generation markers against fill races, and epoch+seq gap detection."""
+"""Generation markers against fill races, epoch+seq gap detection, purge URL keys.
+
+The message itself is `madbwpu_r.purge.message.PurgeMessage`, shared with the senders.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from urllib.parse import urlsplit
-
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class PurgeMessage(BaseModel):
-    """The body of POST /_edge/purge and of every Redis pub/sub purge message."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    keys: list[str] = Field(default_factory=list, max_length=10_000)
-    urls: list[str] = Field(default_factory=list, max_length=10_000)
-    soft: bool = False
-    all: bool = False
-    epoch: str | None = Field(default=None, max_length=200)
-    seq: int | None = Field(default=None, ge=1)
 
 
 def url_key(url: str) -> bytes:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import calendar
+import re
+import time as _time
 from dataclasses import dataclass
-from email.utils import formatdate, parsedate_tz
+from email.utils import formatdate
+
+from http_sfv import Dictionary, InnerList
 
 Headers = dict[bytes, bytes]  # lower-case names, repeated fields joined with ", "
 
@@ -36,6 +40,23 @@ UNDERSTOOD_STATUSES = HEURISTIC_STATUSES | frozenset(
     }
 )
 ERROR_STATUSES = frozenset({500, 502, 503, 504})
+# Request fields whose presence needs the full rules (conditionals, request directives, ranges).
+SLOW_FIELDS = frozenset(
+    {
+        b"cache-control",
+        b"pragma",
+        b"if-none-match",
+        b"if-modified-since",
+        b"range",
+        b"if-range",
+        b"if-match",
+        b"if-unmodified-since",
+        b"connection",
+        b"expect",
+    }
+)
+
+
 _SURROGATE_OVERRIDES = frozenset(
     {
         "no-store",
@@ -113,22 +134,44 @@ def delta_seconds(value: str | None) -> int | None:
     return min(int(value), 2**31)
 
 
-def parse_http_date(value: bytes | str | None) -> float | None:
+_DAYS = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_LONG_DAYS = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH = "(" + "|".join(_MONTHS) + ")"
+_TIME = r"(\d\d):(\d\d):(\d\d)"
+# RFC 9110 5.6.7: IMF-fixdate, then the obsolete RFC 850 and asctime forms; nothing else.
+_IMF_FIXDATE = re.compile(rf"{_DAYS}, (\d\d) {_MONTH} (\d{{4}}) {_TIME} GMT")
+_RFC850 = re.compile(rf"{_LONG_DAYS}, (\d\d)-{_MONTH}-(\d\d) {_TIME} GMT")
+_ASCTIME = re.compile(rf"{_DAYS} {_MONTH} ([ \d]\d) {_TIME} (\d{{4}})")
+
+
+def parse_http_date(value: bytes | str | None, now: float | None = None) -> float | None:
+    """An HTTP-date (RFC 9110 5.6.7) as a POSIX timestamp; any other text is None (invalid)."""
     if not value:
         return None
     if isinstance(value, bytes):
         value = value.decode("latin-1")
-    parsed = parsedate_tz(value)
-    if parsed is None:
+    value = value.strip()
+    if match := _IMF_FIXDATE.fullmatch(value):
+        day, month, year, hh, mm, ss = match.groups()
+    elif match := _ASCTIME.fullmatch(value):
+        month, day, hh, mm, ss, year = match.groups()
+    elif match := _RFC850.fullmatch(value):
+        day, month, yy, hh, mm, ss = match.groups()
+        # A two-digit year more than 50 years ahead is the most recent past year with them.
+        this_year = _time.gmtime(now).tm_year
+        year_n = this_year - this_year % 100 + int(yy)
+        if year_n > this_year + 50:
+            year_n -= 100
+        year = str(year_n)
+    else:
         return None
-    try:
-        year = parsed[0]
-        if year < 100:  # RFC 850 two-digit years
-            parsed = (year + (2000 if year < 70 else 1900),) + parsed[1:]
-        ts = calendar.timegm(parsed[:6] + (0, 1, -1)) - (parsed[9] or 0)
-    except (OverflowError, ValueError):
+    y, m, d = int(year), _MONTHS.index(month) + 1, int(day)
+    if not (1 <= d <= calendar.monthrange(y, m)[1] and int(hh) < 24 and int(mm) < 60):
         return None
-    return float(ts)
+    if int(ss) > 60:  # 60: a leap second
+        return None
+    return float(calendar.timegm((y, m, d, int(hh), int(mm), int(ss), 0, 1, 0)))
 
 
 def http_date(ts: float) -> str:
@@ -156,6 +199,33 @@ class Policy:
     reason: str = ""
 
 
+def targeted_directives(headers: Headers, targets: tuple[str, ...]) -> dict[str, str | None] | None:
+    """RFC 9213: the first field of the target list with a valid, non-empty value, as
+    Cache-Control-style directives; None when there is none (Cache-Control applies)."""
+    for name in targets:
+        raw = headers.get(name.encode("latin-1"))
+        if raw is None or not raw.strip():
+            continue
+        field = Dictionary()
+        try:
+            field.parse(raw)
+        except ValueError:
+            continue  # a parse error: the field is ignored, as if absent
+        directives: dict[str, str | None] = {}
+        for key, member in field.items():
+            if isinstance(member, InnerList):
+                directives[key] = ", ".join(str(item.value) for item in member)
+                continue
+            value = member.value
+            if value is True:
+                directives[key] = None
+            elif value is not False:  # ?0 means the directive is absent
+                directives[key] = str(value)
+        if directives:
+            return directives
+    return None
+
+
 def response_policy(
     method: str,
     status: int,
@@ -165,10 +235,20 @@ def response_policy(
     heuristic_fraction: float = 0.1,
     heuristic_max: float = 86400.0,
     response_time: float | None = None,
+    targets: tuple[str, ...] = ("cdn-cache-control",),
 ) -> Policy:
-    """RFC 9111 section 3 (storing) and 4.2.1/4.2.2 (freshness) for a shared cache."""
-    cc = parse_cache_control(headers.get(b"cache-control"))
-    surrogate = parse_cache_control(headers.get(b"surrogate-control"))
+    """RFC 9111 section 3 (storing) and 4.2.1/4.2.2 (freshness) for a shared cache.
+
+    A targeted field (RFC 9213) replaces Cache-Control, Expires and Surrogate-Control.
+    """
+    targeted = targeted_directives(headers, targets) if targets else None
+    surrogate: dict[str, str | None] = {}
+    if targeted is not None:
+        cc = targeted
+        headers = {k: v for k, v in headers.items() if k != b"expires"}
+    else:
+        cc = parse_cache_control(headers.get(b"cache-control"))
+        surrogate = parse_cache_control(headers.get(b"surrogate-control"))
     if "max-age" in surrogate:
         # Edge Architecture 1.0: Surrogate-Control speaks to us and wins over Cache-Control.
         cc = {k: v for k, v in cc.items() if k not in _SURROGATE_OVERRIDES}
@@ -260,16 +340,20 @@ def freshness_lifetime(
 
 def corrected_initial_age(headers: Headers, request_time: float, response_time: float) -> float:
     """RFC 9111 4.2.3."""
-    raw_age = headers.get(b"age")
-    age_value = 0.0
-    if raw_age is not None:
-        parsed = delta_seconds(_text(raw_age))
-        # An Age we cannot parse (list, float, negative) must not make a response look fresh.
-        age_value = float(parsed) if parsed is not None else float(2**31)
+    age_value = float(age_field(headers) or 0)
     date = parse_http_date(headers.get(b"date"))
     apparent_age = max(0.0, response_time - date) if date is not None else 0.0
     response_delay = max(0.0, response_time - request_time)
     return max(apparent_age, age_value + response_delay)
+
+
+def age_field(headers: Headers) -> int | None:
+    """RFC 9111 5.1: the first member of a list-based Age; invalid (not a non-negative
+    integer) is ignored, i.e. None."""
+    raw = headers.get(b"age")
+    if raw is None:
+        return None
+    return delta_seconds(raw.split(b",", 1)[0].decode("latin-1"))
 
 
 def _text(value: bytes | None) -> str | None:

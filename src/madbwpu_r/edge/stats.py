@@ -25,6 +25,7 @@ COUNTERS = {
     "purges": "Purge requests applied",
     "purged": "Entries removed or marked stale by purges",
     "invalidations": "Entries removed because an unsafe method changed the resource",
+    "refused": "Requests refused by a limit or as malformed, before reaching the origin",
     "drops": "Whole-cache drops (missed purge detected or Redis reconnect)",
     "evictions_total": "Entries evicted by the byte limit",
 }
@@ -45,6 +46,7 @@ class Stats:
     purges: int
     purged: int
     invalidations: int
+    refused: int
     drops: int
     evictions_total: int
 

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from madbwpu_r.edge.purge import PurgeMessage
-
-if TYPE_CHECKING:
-    from madbwpu_r.edge.app import EdgeApp
+from madbwpu_r.edge.node import EdgeNode
+from madbwpu_r.purge.message import PurgeMessage
 
 log = logging.getLogger("madbwpu_r.edge.subscriber")
 
 
 class Subscriber:
-    def __init__(self, edge: EdgeApp, url: str, channel: str) -> None:
+    def __init__(self, edge: EdgeNode, url: str, channel: str) -> None:
         self.edge = edge
         self.url = url
         self.channel = channel
@@ -55,7 +52,7 @@ class Subscriber:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.channel)
                     self.subscriptions += 1
-                    if self.subscriptions > 1 or len(self.edge.store):
+                    if self.subscriptions > 1 or self.edge.entry_count():
                         # Purges published while we were away are lost: trust nothing stored.
                         self.edge.drop_all("redis reconnect")
                     self.edge.redis_connected = True

@@ -1,0 +1,207 @@
+"""Request heads refused inside the HTTP protocol, before an ASGI task or the origin sees them.
+
+Limits (EdgeConfig): the header block in bytes and in fields (`431`), the request target in
+bytes (`414`); a malformed head, a missing or repeated Host is `400`. Each refusal is one
+problem+json response and a closed connection. Memory is bounded while a head arrives: bytes
+are counted per read, so a 32 MiB header line is cut off at the limit, not buffered.
+
+On a fresh hit the only added work is a few integer comparisons per request.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import h11
+import httptools
+import orjson
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from madbwpu_r.edge.config import EdgeConfig
+from madbwpu_r.problems import PROBLEM_MEDIA_TYPE
+
+log = logging.getLogger("madbwpu_r.edge.guard")
+
+_TITLES = {
+    400: "Bad Request",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+}
+_DEFAULTS = EdgeConfig(origin="http://unused")
+
+
+def refusal(status: int, detail: str) -> bytes:
+    """A whole HTTP/1.1 problem+json response that closes the connection."""
+    title = _TITLES.get(status, "Bad Request")
+    body = orjson.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail})
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status, title.encode()),
+            b"content-type: " + PROBLEM_MEDIA_TYPE.encode() + b"\r\n",
+            b"content-length: %d\r\ncache-control: no-store\r\nconnection: close\r\n\r\n"
+            % len(body),
+            body,
+        )
+    )
+
+
+def head_size(url: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    """Bytes of a request head as sent (request line and field lines, CRLFs included)."""
+    return len(url) + 16 + sum(len(n) + len(v) + 4 for n, v in headers)
+
+
+class _Limits:
+    """The head limits of the app being served (defaults when it is not an EdgeApp)."""
+
+    def __init__(self, app: Any) -> None:
+        config = getattr(app, "config", None)
+        if not isinstance(config, EdgeConfig):
+            config = _DEFAULTS
+        self.header_bytes = config.max_header_bytes
+        self.headers = config.max_headers
+        self.url_bytes = config.max_url_bytes
+        self.stats = getattr(app, "stats", None)
+
+    def count(self) -> None:
+        if self.stats is not None:
+            self.stats.refused += 1
+
+    def check(self, url: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
+        if len(url) > self.url_bytes:
+            return 414, f"The request target is longer than {self.url_bytes} bytes."
+        if len(headers) > self.headers:
+            return 431, f"The request has more than {self.headers} header fields."
+        if head_size(url, headers) > self.header_bytes:
+            return 431, f"The request's header block is larger than {self.header_bytes} bytes."
+        return None
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback to stop parsing; data_received answers."""
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with head limits and problem+json refusals."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = _Limits(self.app)
+        self._in_head = False
+        self._head_bytes = 0  # of the current head, counted over reads that end inside it
+        self._heads = 0
+        self._chunk = 0
+        self._refused: tuple[int, str] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        in_head, heads = self._in_head, self._heads
+        self._chunk = len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError as exc:
+            status, detail = self._refused or (400, f"Malformed HTTP request: {exc}.")
+            self._refuse(status, detail)
+            return
+        if in_head and self._in_head and heads == self._heads:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._limits.header_bytes:
+                limit = self._limits.header_bytes
+                self._refuse(431, f"The request's header block is larger than {limit} bytes.")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self._limits.url_bytes:
+            self._refused = (
+                414,
+                f"The request target is longer than {self._limits.url_bytes} bytes.",
+            )
+            raise _Refused
+
+    def head_ok(self) -> None:
+        """Called first in on_headers_complete: raises _Refused past a limit."""
+        self._in_head = False
+        self._heads += 1
+        limits = self._limits
+        if (
+            len(self.headers) > limits.headers
+            or self._head_bytes + self._chunk > limits.header_bytes
+        ):
+            refused = limits.check(self.url, self.headers)
+            if refused is not None:
+                self._refused = refused
+                raise _Refused
+
+    def on_headers_complete(self) -> None:
+        self.head_ok()
+        self.start_request()
+
+    def start_request(self) -> None:
+        """The head passed every check: build the ASGI cycle (subclasses may answer first)."""
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(400, msg)
+
+    def _refuse(self, status: int, detail: str) -> None:
+        self._limits.count()
+        log.info("request refused", extra={"status": status, "detail": detail})
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(refusal(status, detail))
+        # else a response is still being written on this connection: just close.
+        self.transport.close()
+
+
+class _LimitedConnection(h11.Connection):
+    """h11's server side, refusing heads with too many fields or too long a target."""
+
+    def __init__(self, limits: _Limits) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=limits.header_bytes)
+        self.limits = limits
+        self.refused: tuple[int, str] | None = None
+
+    def next_event(self) -> Any:
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as exc:
+            if exc.error_status_hint == 431:
+                limit = self.limits.header_bytes
+                self.refused = 431, f"The request's header block is larger than {limit} bytes."
+            else:
+                self.refused = 400, f"Malformed HTTP request: {exc}."
+            raise
+        if isinstance(event, h11.Request):
+            self.refused = self.limits.check(event.target, list(event.headers))
+            if self.refused is not None:
+                raise h11.RemoteProtocolError(self.refused[1], self.refused[0])
+        return event
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the same limits and refusals (h11 itself checks Host)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = _Limits(self.app)
+        self.conn = _LimitedConnection(self._limits)
+
+    def send_400_response(self, msg: str) -> None:
+        refused = getattr(self.conn, "refused", None) or (400, msg)
+        self._limits.count()
+        log.info("request refused", extra={"status": refused[0], "detail": refused[1]})
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(refusal(*refused))
+        self.transport.close()
