@@ -170,6 +170,7 @@ class Stack:
     min_workers: int = 1
     max_workers: int = 4
     edges: int = 1
+    apis: int = 1
     queue_url: str | None = None
     store_url: str | None = None
     blob_url: str | None = None
@@ -190,7 +191,10 @@ class Stack:
                     f"edge{i}": int(url.rsplit(":", 1)[1])
                     for i, url in enumerate(urls.get("edges") or [urls["edge"]])
                 }
-                | {"api": int(urls["api"].rsplit(":", 1)[1])}
+                | {
+                    f"api{i}": int(url.rsplit(":", 1)[1])
+                    for i, url in enumerate(urls.get("apis") or [urls["api"]])
+                }
                 for env, urls in old.items()
             }
         except (OSError, ValueError, KeyError, IndexError, AttributeError):
@@ -216,8 +220,8 @@ class Stack:
             # Each environment's tiers know only its own tokens: staging's open nothing here.
             secrets = load_or_create_secrets(paths.data_dir, env)
             ports = previous.get(env, {})
-            api_port = free_port(self.host, ports.get("api"))
-            api_url = f"http://{self.host}:{api_port}"
+            api_ports = [free_port(self.host, ports.get(f"api{i}")) for i in range(self.apis)]
+            api_urls = [f"http://{self.host}:{port}" for port in api_ports]
             edge_ports = [free_port(self.host, ports.get(f"edge{i}")) for i in range(self.edges)]
             edge_urls = [f"http://{self.host}:{port}" for port in edge_ports]
             queue_url = env_queue_url(self.queue_url, env, paths)
@@ -236,28 +240,35 @@ class Stack:
                 if self.redis_url
                 else []
             )
-            api_argv = CLI + ["api", *common, "--listen", f"{self.host}:{api_port}", *pubsub]
-            api_argv += ["--store-url", store_url]
-            if self.max_upload_bytes is not None:
-                api_argv += ["--max-upload-bytes", str(self.max_upload_bytes)]
-            for url in edge_urls:
-                api_argv += ["--edge", url]
-            self.children.append(Child(f"{env}-api", api_argv, base_env))
+            for i, port in enumerate(api_ports):
+                api_argv = CLI + ["api", *common, "--listen", f"{self.host}:{port}", *pubsub]
+                api_argv += ["--store-url", store_url]
+                if self.max_upload_bytes is not None:
+                    api_argv += ["--max-upload-bytes", str(self.max_upload_bytes)]
+                for url in edge_urls:
+                    api_argv += ["--edge", url]
+                name = f"{env}-api" if self.apis == 1 else f"{env}-api-{i}"
+                self.children.append(Child(name, api_argv, base_env))
+            # Every edge balances its misses over every API; every worker reports to any.
+            origins = [arg for url in api_urls for arg in ("--origin", url)]
+            apis = [arg for url in api_urls for arg in ("--api", url)]
             edge_env = dict(base_env, MADBWPU_R_PURGE_TOKEN=secrets["purge_token"])
             for i, port in enumerate(edge_ports):
-                argv = CLI + ["edge", "--origin", api_url, "--listen", f"{self.host}:{port}"]
+                argv = CLI + ["edge", *origins, "--listen", f"{self.host}:{port}"]
                 argv += ["--name", f"{env}-edge-{i}", *pubsub]
                 self.children.append(Child(f"{env}-edge-{i}", argv, edge_env))
             supervisor = Supervisor(
                 queue_url,
                 ["ingest"],
-                CLI + ["worker", *common, "--api", api_url, "--name", f"{env}-{{name}}"],
+                CLI + ["worker", *common, *apis, "--name", f"{env}-{{name}}"],
                 env=base_env,
                 policy=ScalingPolicy(min_workers=self.min_workers, max_workers=self.max_workers),
                 status_path=paths.supervisor_status,
             )
             self.supervisors.append(supervisor)
-            self.endpoints[env] = {"edge": edge_urls[0], "api": api_url}
+            self.endpoints[env] = {"edge": edge_urls[0], "api": api_urls[0]}
+            if self.apis > 1:
+                self.endpoints[env]["apis"] = api_urls
             if self.edges > 1:
                 self.endpoints[env]["edges"] = edge_urls
         for child in self.children:
@@ -270,7 +281,7 @@ class Stack:
         urls = [
             url
             for tiers in self.endpoints.values()
-            for url in [tiers["api"], *tiers.get("edges", [tiers["edge"]])]
+            for url in [*tiers.get("apis", [tiers["api"]]), *tiers.get("edges", [tiers["edge"]])]
         ]
         with httpx.Client(timeout=2.0) as client:
             for url in urls:

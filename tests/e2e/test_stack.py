@@ -63,7 +63,13 @@ ROWS_ROUTE = 'route="/v1/datasets/{name}/rows"'
 
 
 class Running:
-    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        start_timeout: float = 150.0,
+    ):
         self.data_dir = data_dir
         self.extra = extra
         self.env = env
@@ -77,7 +83,7 @@ class Running:
                 process_group=0,
                 env=env,
             )
-        deadline = time.monotonic() + 150  # `up` itself gives up after 120 s
+        deadline = time.monotonic() + start_timeout  # `up` itself gives up after 120 s
         endpoints = data_dir / "endpoints.json"
         before = endpoints.stat().st_mtime_ns if endpoints.exists() else None
         # `up` writes endpoints.json once every tier answers; a file from an earlier run is stale.

@@ -5,11 +5,12 @@ would (the Containerfile's ENTRYPOINT, the container's args with `$(VAR)` expand
 image's ENV + envFrom + env), the cluster addresses in the ConfigMap are pointed at this
 machine (Redis; the API Service at the local API process) and the volumes at temp dirs. Then
 the readiness and liveness probes' paths are read on the ports the probes name, and the
-metrics in the KEDA trigger's query are found on the API's /metrics.
+metrics in the KEDA trigger's query are found on the API's /metrics. The API's store is this
+machine's PostgreSQL (a private schema), its queue and purge channel this machine's Redis.
 
-Not yet exercised: the store and blob URLs (the CLI does not read them until the PostgreSQL
-store and S3 blobs land), so each "pod" here keeps its SQLite store in its own data dir and
-no job runs end to end through these processes.
+Not yet exercised: the blob URL (the CLI does not read it until the S3 blob store is wired
+in), so each "pod" keeps its version files in its own data dir and no job runs end to end
+through these processes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from madbwpu_r.config import load_or_create_secrets
@@ -39,7 +41,14 @@ from tests.kubernetes.manifests import (
     probe_port,
     render,
 )
-from tests.queue.queue_backends import REDIS_URL, drop_redis_prefix, require_redis
+from tests.queue.queue_backends import (
+    PG_URL,
+    REDIS_URL,
+    drop_pg_schema,
+    drop_redis_prefix,
+    require_postgres,
+    require_redis,
+)
 
 CLI = Path(sys.executable).with_name("madbwpu-r")
 
@@ -159,10 +168,13 @@ def _local_path(value: str, mounts: dict[str, Path]) -> Any:
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
+    """A private Redis key prefix and PostgreSQL schema of that name, dropped afterwards."""
     require_redis()
-    name = f"k8s-test-{uuid.uuid4().hex[:8]}"
+    require_postgres()
+    name = f"k8s_test_{uuid.uuid4().hex[:8]}"
     yield name
     drop_redis_prefix(name)
+    drop_pg_schema(name)
 
 
 def test_each_deployment_runs_locally_and_answers_its_probes(tmp_path, prefix):
@@ -173,7 +185,8 @@ def test_each_deployment_runs_locally_and_answers_its_probes(tmp_path, prefix):
     data["MADBWPU_R_QUEUE_URL"] = f"{REDIS_URL}?prefix={prefix}"
     data["MADBWPU_R_REDIS_URL"] = REDIS_URL
     data["MADBWPU_R_REDIS_CHANNEL"] = f"{prefix}:edge:purge"
-    for key in ("MADBWPU_R_STORE_URL", "MADBWPU_R_BLOB_URL", "AWS_ENDPOINT_URL"):
+    data["MADBWPU_R_STORE_URL"] = f"{PG_URL}?schema={prefix}"
+    for key in ("MADBWPU_R_BLOB_URL", "AWS_ENDPOINT_URL"):
         data.pop(key)  # not read by the CLI yet (see the module docstring)
     tokens = load_or_create_secrets(tmp_path / "secret", "staging")
     secrets = {
@@ -209,6 +222,12 @@ def test_each_deployment_runs_locally_and_answers_its_probes(tmp_path, prefix):
         api_pod, edge_pod, worker_pod = pods
         # The API's readiness is the environment's heartbeat: the staging overlay's name.
         assert http.get(api_pod.url("readinessProbe")).json()["environment"] == "staging"
+        # ... on the store the ConfigMap names (its schema exists now).
+        with psycopg.connect(PG_URL) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (prefix,)
+            ).fetchone()
+        assert found is not None
         # The edge's readiness went through it to the API (never cached).
         assert http.get(edge_pod.url("readinessProbe")).headers["x-cache"] != "HIT"
         # The worker's readiness read the queue the ConfigMap names.

@@ -47,6 +47,10 @@ def parse_origin(value: str) -> str:
     return value.rstrip("/")
 
 
+def parse_origins(values: list[str]) -> list[str]:
+    return [parse_origin(value) for value in values]
+
+
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
@@ -72,9 +76,15 @@ def _forwarded_host(value: str | None) -> str | None:
 def register(app: typer.Typer) -> None:
     @app.command("edge")
     def edge(
-        origin: str = typer.Option(
-            ..., help="Origin base URL to forward misses to.", callback=parse_origin
-        ),
+        origin: Annotated[
+            list[str],
+            typer.Option(
+                help="Origin base URL to forward misses to; repeat to balance misses over "
+                "several (health-checked on GET /v1/heartbeat, a failed one skipped until it "
+                "answers).",
+                callback=parse_origins,
+            ),
+        ],
         listen: str = typer.Option("127.0.0.1:8080", help="HOST:PORT to serve on."),
         purge_token: str | None = typer.Option(
             None,
@@ -161,7 +171,8 @@ def register(app: typer.Typer) -> None:
         targeted = tuple(_field_name(n) for n in targeted_cache_control or [])
         configure_logging("edge", log_level.upper())
         config = EdgeConfig(
-            origin=origin,
+            origin=origin[0],
+            extra_origins=tuple(origin[1:]),
             purge_token=purge_token or None,
             max_bytes=limit,
             max_object_bytes=object_limit,

@@ -60,6 +60,14 @@ def up(
             min=1, max=16, help="Edge processes per environment; every one gets every purge."
         ),
     ] = 1,
+    apis: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=16,
+            help="API processes per environment; each edge balances its misses over all of them.",
+        ),
+    ] = 1,
     queue_url: Annotated[
         str | None,
         typer.Option(
@@ -112,6 +120,7 @@ def up(
         min_workers=min_workers,
         max_workers=max_workers,
         edges=edges,
+        apis=apis,
         queue_url=queue_url,
         store_url=store_url,
         blob_url=blob_url,
@@ -138,7 +147,8 @@ def _print_endpoints(stack: Stack, data_dir: Path) -> None:
     for column in ("environment", "edge (read here)", "api"):
         table.add_column(column)
     for env, urls in stack.endpoints.items():
-        table.add_row(env, "\n".join(urls.get("edges") or [urls["edge"]]), urls["api"])
+        api_list = "\n".join(urls.get("apis") or [urls["api"]])
+        table.add_row(env, "\n".join(urls.get("edges") or [urls["edge"]]), api_list)
     Console().print(table)
     console.print(f"endpoints written to {data_dir / 'endpoints.json'}; Ctrl-C stops everything")
 
@@ -250,8 +260,12 @@ def worker(
     data_dir: DataDir = DEFAULT_DIR,
     env: Env = "staging",
     api: Annotated[
-        str, typer.Option("--api", help="The environment's API URL (results go there).")
-    ] = "",
+        list[str] | None,
+        typer.Option(
+            "--api",
+            help="The environment's API URL (results go there); repeat for each API process.",
+        ),
+    ] = None,
     queue_url: Annotated[
         str | None,
         typer.Option(
@@ -298,7 +312,7 @@ def worker(
     secrets = load_or_create_secrets(data_dir, env)
     queue = open_queue(queue_url or paths.default_queue_url)
     blobs = open_blobs(blob_url or paths.default_blob_url)
-    client = ApiClient(api, secrets["worker_token"])
+    client = ApiClient(list(api), secrets["worker_token"])
     runner = Worker(
         queue,
         handlers={"ingest": IngestHandler(blobs, client)},

@@ -115,6 +115,7 @@ class EdgeApp(FillMixin, PurgeMixin):
                 return
 
     async def startup(self) -> None:
+        self.origin.start()
         if self.config.redis_url:
             from madbwpu_r.edge.subscriber import Subscriber
 
@@ -627,6 +628,7 @@ class EdgeApp(FillMixin, PurgeMixin):
         return {
             "name": self.config.name,
             "origin": self.config.origin,
+            **({"origins": self.origin.pool.snapshot()} if self.origin.pool.balanced else {}),
             "uptime_seconds": round(time() - self.started, 3),
             **self.stats.as_dict(),
             "evictions": self.store.evictions,

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class EdgeConfig:
     origin: str
+    # More origins to balance misses over with `origin` (several API processes); see pool.py.
+    extra_origins: tuple[str, ...] = ()
     purge_token: str | None = None
     max_bytes: int = 64 * 2**20
     max_object_bytes: int = 2**20

@@ -9,6 +9,7 @@ import httpx
 
 from madbwpu_r.edge.config import EdgeConfig
 from madbwpu_r.edge.entry import COMPUTED, HOP_BY_HOP
+from madbwpu_r.edge.pool import Member, OriginPool
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -97,6 +98,7 @@ class Origin:
         # Response fields addressed to this edge (RFC 9213 targets, Surrogate-Control).
         targeted = () if config.forward_targeted_cache_control else config.targeted_cache_control
         self.hidden = frozenset({b"surrogate-control", *(t.encode() for t in targeted)})
+        self.pool = OriginPool([config.origin, *config.extra_origins])
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -113,7 +115,12 @@ class Origin:
             )
         return self._client
 
+    def start(self) -> None:
+        """Health checks of the origins, when there are several (needs the running loop)."""
+        self.pool.start()
+
     async def aclose(self) -> None:
+        await self.pool.aclose()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -163,6 +170,8 @@ class Origin:
         body: AsyncIterable[bytes] | None = None,
     ) -> httpx.Response:
         """`body` is streamed as it arrives (never retried); its exceptions propagate."""
+        if self.pool.balanced:
+            return await self._send_balanced(method, target, headers, body)
         url = self.base + target.decode("latin-1")
         retries = self.retries if method in RETRIED and body is None else 0
         # An empty body is still sent (Content-Length: 0) for methods that carry one.
@@ -184,6 +193,40 @@ class Origin:
                     isinstance(exc, _DEAD_CONNECTION) and not delivery.written
                 )
                 if not undelivered or attempt == retries:
+                    raise OriginError(f"{type(exc).__name__}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    async def _send_balanced(
+        self, method: str, target: bytes, headers: RawHeaders, body: AsyncIterable[bytes] | None
+    ) -> httpx.Response:
+        """Several origins: the next healthy one; on failure, the request goes to another.
+
+        An undelivered request may go anywhere again. A GET/HEAD is idempotent (RFC 9110
+        9.2.2), so one whose origin died under it (connection reset or closed before the
+        response head) is sent to another origin too; other methods are not, once written.
+        """
+        content: AsyncIterable[bytes] | bytes | None = body
+        if body is None and method not in BODILESS:
+            content = b""
+        tried: tuple[Member, ...] = ()
+        for attempt in range(len(self.pool.members) + 1):
+            member = self.pool.pick(tried)
+            tried += (member,)
+            url = member.base + target.decode("latin-1")
+            sent = [(n, member.host) if n == b"host" else (n, v) for n, v in headers]
+            delivery = _Delivery()
+            request = httpx.Request(
+                method, url, headers=sent, content=content, extensions={"trace": delivery}
+            )
+            try:
+                return await self.client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                died = isinstance(exc, (httpx.ConnectError, *_DEAD_CONNECTION))
+                if died:
+                    self.pool.mark_down(member, f"{type(exc).__name__}: {exc}")
+                # A streamed request body cannot be sent twice.
+                again = died and body is None and (method in RETRIED or not delivery.written)
+                if not again or attempt == len(self.pool.members):
                     raise OriginError(f"{type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")
 

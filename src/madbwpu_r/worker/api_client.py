@@ -1,4 +1,10 @@
-"""The worker's side of the seed's "write results / events" arrow: HTTP calls to its API."""
+"""The worker's side of the seed's "write results / events" arrow: HTTP calls to its API.
+
+With several API processes (`up --apis N`) the worker knows each one: an event that cannot be
+delivered to one (connection refused, reset, 5xx) goes to the next at once, so an API that dies
+while a job runs costs no retry of the job. Events are idempotent, so a second delivery of one
+that did arrive changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -15,20 +21,25 @@ class ApiUnavailable(Exception):
 class ApiClient:
     def __init__(
         self,
-        base_url: str,
+        base_url: str | list[str],
         worker_token: str,
         attempts: int = 5,
         client: httpx.Client | None = None,
     ):
-        self._client = client or httpx.Client(base_url=base_url.rstrip("/"), timeout=30.0)
+        bases = [base_url] if isinstance(base_url, str) else list(base_url)
+        self._bases = [b.rstrip("/") for b in bases] or [""]
+        self._next = 0
+        self._client = client or httpx.Client(timeout=30.0)
         self._client.headers["Authorization"] = f"Bearer {worker_token}"
         self._attempts = attempts
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         delay = 0.2
-        for attempt in range(1, self._attempts + 1):
+        # Each round tries every API once before backing off.
+        for attempt in range(1, self._attempts * len(self._bases) + 1):
+            base = self._bases[self._next % len(self._bases)]
             try:
-                response = self._client.post(path, json=body)
+                response = self._client.post(base + path, json=body)
             except httpx.TransportError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             else:
@@ -39,7 +50,8 @@ class ApiClient:
                         f"API refused {path}: {response.status_code} {response.text}"
                     )
                 error = f"{response.status_code} {response.text[:200]}"
-            if attempt < self._attempts:
+            self._next += 1  # this API failed: the next call starts at another
+            if attempt % len(self._bases) == 0 and attempt < self._attempts * len(self._bases):
                 time.sleep(delay)
                 delay *= 2
         raise ApiUnavailable(f"API did not accept {path}: {error}")
