@@ -66,7 +66,12 @@ def test_signals_while_the_main_thread_holds_the_stop_lock(script, tmp_path):
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert "stopped cleanly" in done.stdout or "processed 1" in done.stdout, done.stdout
+    # The worker runs until stopped (an empty queue does not end it), so exiting at all shows
+    # the stop arrived; whether the second job was already claimed when it did is timing.
+    assert "stopped cleanly" in done.stdout or done.stdout.strip() in (
+        "processed 1",
+        "processed 2",
+    ), done.stdout
 
 
 def test_outside_the_main_thread_it_changes_nothing():
