@@ -7,7 +7,7 @@ from pathlib import Path
 import typer.main
 from starlette.routing import Route
 
-from madbwpu_r.api import audit, datasets, health, jobs
+from madbwpu_r.api import audit, datasets, health, jobs, release
 from madbwpu_r.cli.main import app
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
@@ -43,7 +43,7 @@ def test_every_command_has_help():
 def test_every_public_route_is_documented():
     routes = [
         r
-        for r in datasets.routes + health.routes + jobs.routes + audit.routes
+        for r in datasets.routes + health.routes + jobs.routes + audit.routes + release.routes
         if isinstance(r, Route)
     ]
     public = [r for r in routes if "/internal/" not in r.path]

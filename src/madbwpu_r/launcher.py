@@ -179,6 +179,7 @@ class Stack:
     children: list[Child] = field(default_factory=list)
     supervisors: list[Supervisor] = field(default_factory=list)
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # "edges" is a list
+    scaling: dict[str, dict[str, int]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _previous_ports(self) -> dict[str, dict[str, int]]:
@@ -196,6 +197,7 @@ class Stack:
                     for i, url in enumerate(urls.get("apis") or [urls["api"]])
                 }
                 for env, urls in old.items()
+                if isinstance(urls, dict)
             }
         except (OSError, ValueError, KeyError, IndexError, AttributeError):
             return {}
@@ -266,9 +268,19 @@ class Stack:
                 status_path=paths.supervisor_status,
             )
             self.supervisors.append(supervisor)
-            self.endpoints[env] = {"edge": edge_urls[0], "api": api_urls[0]}
+            # `blobs` is where the pipeline copies a release's version files (never a secret:
+            # blob URLs carry no credentials).
+            self.endpoints[env] = {"edge": edge_urls[0], "api": api_urls[0], "blobs": blob_url}
             if self.apis > 1:
                 self.endpoints[env]["apis"] = api_urls
+            # What the guardrail's scaling rules are checked against (the running stack's).
+            self.scaling[env] = {
+                "api_replicas": self.apis,
+                "workers_min": self.min_workers,
+                "workers_max": self.max_workers,
+                "target_queue_depth": ScalingPolicy().jobs_per_worker,
+                "edge_nodes": self.edges,
+            }
             if self.edges > 1:
                 self.endpoints[env]["edges"] = edge_urls
         for child in self.children:
@@ -301,6 +313,7 @@ class Stack:
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"{url} did not become ready within {timeout:.0f}s")
                     time.sleep(0.1)
+        write_json_atomically(self.data_dir / "scaling.json", self.scaling)
         write_json_atomically(endpoints_path(self.data_dir), self.endpoints)
 
     def watch(self) -> None:

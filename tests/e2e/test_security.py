@@ -82,26 +82,40 @@ def test_a_write_token_is_refused_by_the_other_environment(stack, env):
     assert refused.status_code == 403, refused.text
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert stack.http.get(f"{target}/v1/datasets/crossenv").status_code == 404  # nothing landed
-    own = stack.ingest(OTHER[env], "crossenv-own", b"id\n1\n")  # its own token works
-    assert own["status"] == "succeeded", own
+    if OTHER[env] == "staging":
+        own = stack.ingest("staging", "crossenv-own", b"id\n1\n")  # its own token works
+        assert own["status"] == "succeeded", own
+    else:  # production's own write token is refused too: its data moves only by a cutover
+        own = stack.http.post(
+            f"{target}/v1/datasets/crossenv/ingest",
+            content=b"id\n1\n",
+            headers={
+                **bearer(stack.tokens["production"]["write_token"]),
+                "Content-Type": "text/csv",
+            },
+        )
+        assert own.status_code == 409 and own.json()["refusal"] == "production-ingest", own.text
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
 def test_a_worker_token_is_refused_by_the_other_environment(stack, env):
-    job = stack.ingest(OTHER[env], f"events-{env}", b"id\n1\n")
-    target = stack.endpoints[OTHER[env]]["api"]
+    other = OTHER[env]
+    # Production runs no ingest jobs (its data comes from releases): a made-up job id there.
+    job = stack.ingest("staging", f"events-{env}", b"id\n1\n") if other == "staging" else None
+    job_id = job["id"] if job else "0" * 32
+    target = stack.endpoints[other]["api"]
     event = {"kind": "progress", "attempt": 1, "fraction": 0.5, "message": "forged"}
-    url = f"{target}/v1/internal/jobs/{job['id']}/events"
+    url = f"{target}/v1/internal/jobs/{job_id}/events"
     refused = stack.http.post(url, json=event, headers=bearer(stack.tokens[env]["worker_token"]))
     assert refused.status_code == 403, refused.text
     assert stack.http.post(url, json=event).status_code == 401
-    assert stack.http.get(f"{target}/v1/jobs/{job['id']}").json()["progress"]["message"] != (
-        "forged"
-    )
+    if job is None:
+        return
+    assert stack.http.get(f"{target}/v1/jobs/{job_id}").json()["progress"]["message"] != ("forged")
     own = stack.http.post(
         url,
         json={"kind": "lookup", "attempt": 1},
-        headers=bearer(stack.tokens[OTHER[env]]["worker_token"]),
+        headers=bearer(stack.tokens[other]["worker_token"]),
     )
     assert own.status_code == 200 and own.json()["version"]["digest"] == job["version"]
 
@@ -109,40 +123,46 @@ def test_a_worker_token_is_refused_by_the_other_environment(stack, env):
 @pytest.mark.parametrize("env", ["staging", "production"])
 def test_a_purge_token_is_refused_by_the_other_environments_edge(stack, env):
     other = OTHER[env]
-    name = f"purged-{env}"
-    stack.ingest(other, name, b"id\n1\n")
     edge = stack.endpoints[other]["edge"]
-    stack.http.get(f"{edge}/v1/datasets/{name}/rows")
-    assert stack.http.get(f"{edge}/v1/datasets/{name}/rows").headers["x-cache"] == "HIT"
-    purge = {"keys": [f"dataset:{name}"]}
+    url = f"{edge}/v1/datasets"  # every environment lists its datasets (key `datasets`)
+    first = stack.http.get(url)
+    assert first.status_code == 200, (first.status_code, first.headers, first.text)
+    assert stack.http.get(url).headers["x-cache"] == "HIT"
+    purge = {"keys": ["datasets"]}
     foreign = bearer(stack.tokens[env]["purge_token"])
     refused = stack.http.post(f"{edge}/_edge/purge", json=purge, headers=foreign)
     assert refused.status_code == 403, refused.text
     missing = stack.http.post(f"{edge}/_edge/purge", json=purge)
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
-    assert stack.http.get(f"{edge}/v1/datasets/{name}/rows").headers["x-cache"] == "HIT"
+    assert stack.http.get(url).headers["x-cache"] == "HIT"
     own = bearer(stack.tokens[other]["purge_token"])
     assert stack.http.post(f"{edge}/_edge/purge", json=purge, headers=own).status_code == 200
-    assert stack.http.get(f"{edge}/v1/datasets/{name}/rows").headers["x-cache"] == "MISS"
+    assert stack.http.get(url).headers["x-cache"] == "MISS"
+
+
+def cli_ingest(stack, csv, env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "madbwpu_r", "ingest", "cli-ds", str(csv)]
+        + ["--env", env, "--data-dir", str(stack.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cli_ingest_uses_the_token_of_the_env_given(stack, tmp_path):
     csv = tmp_path / "p.csv"
     csv.write_text("id\n7\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "madbwpu_r", "ingest", "cli-prod", str(csv)]
-        + ["--env", "production", "--data-dir", str(stack.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = cli_ingest(stack, csv, "staging")
     assert done.returncode == 0, done.stderr
-    api = stack.endpoints["production"]["api"]
-    assert stack.http.get(f"{api}/v1/datasets/cli-prod/rows").json()["rows"] == [{"id": 7}]
-    assert (
-        stack.http.get(f"{stack.endpoints['staging']['api']}/v1/datasets/cli-prod").status_code
-        == 404
-    )
+    api = stack.endpoints["staging"]["api"]
+    assert stack.http.get(f"{api}/v1/datasets/cli-ds/rows").json()["rows"] == [{"id": 7}]
+    # Into production, with production's own token: refused, naming the pipeline, no traceback.
+    refused = cli_ingest(stack, csv, "production")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "madbwpu-r deploy" in refused.stderr + refused.stdout, refused.stderr
+    prod = stack.endpoints["production"]["api"]
+    assert stack.http.get(f"{prod}/v1/datasets/cli-ds").status_code == 404
 
 
 # ---- item 7: no internal address in what the API gives out -------------------------------------

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from madbwpu_r.api import audit, datasets, health, jobs
+from madbwpu_r.api import audit, datasets, health, jobs, release
 from madbwpu_r.api.state import INGEST_QUEUE, ApiSettings, ApiState
 from madbwpu_r.catalog import Conflict, NotFound
 from madbwpu_r.problems import install_problem_handlers, problem_response
@@ -88,14 +88,18 @@ def create_app(settings: ApiSettings) -> Starlette:
         audit_api.start()
         yield
         audit_api.close()
+        app.state.release.close()
         state.close()
 
-    routes = health.routes + datasets.routes + jobs.routes + audit.routes
+    # Release routes first: in production they refuse the direct ingest route of `jobs`.
+    routes = release.routes_for(settings.env) + health.routes + datasets.routes + jobs.routes
+    routes += audit.routes
     app = Starlette(routes=routes, lifespan=lifespan)
     # Starlette would answer `/path/` with a redirect to an absolute URL built from the Host
     # this process saw (its own address, behind the edge): a plain 404 problem instead.
     app.router.redirect_slashes = False
     app.state.audit = audit_api
+    release.attach(app, state)
     registry = CollectorRegistry()
     registry.register(
         QueueCollector(state.queue, [INGEST_QUEUE], workers=lambda: supervised_workers(state))

@@ -51,6 +51,14 @@ def heartbeat(request: Request) -> Response:
         checks["blobs"] = {"ok": True, "engine": engines["blobs"]}
     except BlobStoreError as exc:
         checks["blobs"] = {"ok": False, "engine": engines["blobs"], "error": str(exc)}
+    release = getattr(request.app.state, "release", None)
+    if release is not None and release.env == "production":
+        served = release.guard.current()
+        checks["release"] = {
+            "ok": release.guard.problem is None,
+            "release_id": served.release_id if served else None,
+            **({"error": release.guard.problem} if release.guard.problem else {}),
+        }
     healthy = all(c["ok"] for c in checks.values())
     state_digest = hashlib.sha256(
         "\n".join(f"{k}={v}" for k, v in sorted(datasets.items())).encode()

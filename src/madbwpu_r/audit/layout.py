@@ -17,6 +17,7 @@ from madbwpu_r.config import ENVIRONMENTS, EnvPaths
 __all__ = [
     "AUDIT_KEY",
     "LOGS",
+    "PROJECT_STORE_ENV",
     "log_url",
     "open_log",
     "project_url",
@@ -28,8 +29,16 @@ LOGS = ("project", *ENVIRONMENTS)
 AUDIT_KEY = "audit-service"  # the identity whose key signs every log's checkpoints
 
 
+# Where the project's database is when it is on a server (PostgreSQL) rather than in DIR: the
+# identity directory, the project log and the release ledger. Every command and API reads it.
+PROJECT_STORE_ENV = "MADBWPU_R_PROJECT_STORE_URL"
+
+
 def project_url(data_dir: Path) -> str:
-    return "sqlite:///" + str((Path(data_dir) / "project.sqlite").resolve())
+    """`$MADBWPU_R_PROJECT_STORE_URL`, else the embedded `DIR/project.sqlite`."""
+    return os.environ.get(PROJECT_STORE_ENV) or "sqlite:///" + str(
+        (Path(data_dir) / "project.sqlite").resolve()
+    )
 
 
 def log_url(data_dir: Path, log: str) -> str:

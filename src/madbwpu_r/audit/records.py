@@ -39,6 +39,10 @@ ACTIONS: dict[str, str] = {
     "job.retry": "a dead job was put back on its queue",
     "data.purge": "data was purged from an environment",
 }
+# The release pipeline's actions (release/audit.py keeps their mapping from its events).
+from madbwpu_r.release.audit_actions import RELEASE_ACTIONS  # noqa: E402
+
+ACTIONS.update(RELEASE_ACTIONS)
 
 OUTCOMES = ("ok", "refused", "failed")
 GENESIS = "0" * 64  # the `prev` of a log's first entry

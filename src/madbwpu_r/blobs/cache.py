@@ -128,6 +128,13 @@ class BlobCache:
         with self.open(digest, key):
             return self._local(digest)
 
+    def forget(self, digest: str) -> None:
+        """Drop the local copy, so the next `open` fetches (and verifies) the store's object."""
+        check_digest(digest)
+        with self._lock(digest):
+            self._local(digest).unlink(missing_ok=True)
+            self._verified.pop(digest, None)
+
     def evict(self, keep: str | None = None) -> int:
         """Remove least recently used copies until the cache fits; returns the bytes freed."""
         entries = list(self._entries())

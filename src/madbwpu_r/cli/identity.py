@@ -71,6 +71,9 @@ def init(
         typer.echo(f"initialised {data_dir}: " + ", ".join(result.created))
     else:
         typer.echo(f"{data_dir} was already initialised (admin: {result.admin})")
+    from madbwpu_r.cli.release import init_example_project
+
+    init_example_project(data_dir)
 
 
 def _public_key(text: str) -> str:

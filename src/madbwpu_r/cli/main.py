@@ -6,7 +6,20 @@ import os
 
 import typer
 
-from madbwpu_r.cli import audit, edge, identity, ingest, jobs, run
+from madbwpu_r.cli import (
+    archive,
+    audit,
+    demo,
+    deploy,
+    edge,
+    guardrail,
+    identity,
+    ingest,
+    jobs,
+    qa,
+    release,
+    run,
+)
 
 app = typer.Typer(
     name="madbwpu-r",
@@ -19,7 +32,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (run, ingest, edge, jobs, identity, audit):
+for module in (
+    run,
+    ingest,
+    edge,
+    jobs,
+    identity,
+    audit,
+    release,
+    guardrail,
+    qa,
+    deploy,
+    archive,
+    demo,
+):
     module.register(app)
 
 

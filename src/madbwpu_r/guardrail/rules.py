@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from madbwpu_r.guardrail.policy import Policy
+from madbwpu_r.guardrail.policy import Policy, SecurityRules
 from madbwpu_r.guardrail.signed import Revocation, SignedPolicy
 from madbwpu_r.release.decisions import QaDecision, verify_decision
 from madbwpu_r.release.errors import Refused
@@ -177,9 +177,11 @@ def valid_signoffs(
     return fresh, ignored, rejection
 
 
-def signoff_results(policy: Policy, keys: KeyDirectory, ctx: DeployContext) -> list[RuleResult]:
+def signoff_results(
+    security: SecurityRules, keys: KeyDirectory, ctx: DeployContext
+) -> list[RuleResult]:
     fresh, ignored, rejection = valid_signoffs(
-        ctx.decisions, keys, ctx, policy.security.max_signoff_age_hours
+        ctx.decisions, keys, ctx, security.max_signoff_age_hours
     )
     results = []
     if rejection is not None:
@@ -193,7 +195,7 @@ def signoff_results(policy: Policy, keys: KeyDirectory, ctx: DeployContext) -> l
         )
     else:
         results.append(RuleResult("security.no_rejection", True, "no QA rejection of this release"))
-    for role, needed in sorted(policy.security.signoffs.items()):
+    for role, needed in sorted(security.signoffs.items()):
         signers = sorted(s for s in fresh if role in keys.roles(s))
         have = len(signers)
         why = f"{have} of {needed} {role} signoffs" + (
@@ -207,7 +209,7 @@ def signoff_results(policy: Policy, keys: KeyDirectory, ctx: DeployContext) -> l
 
 def evaluate(policy: Policy, keys: KeyDirectory, ctx: DeployContext) -> list[RuleResult]:
     """Every security and scaling rule of `policy` for this deploy, in a fixed order."""
-    results = signoff_results(policy, keys, ctx)
+    results = signoff_results(policy.security, keys, ctx)
     results.append(
         RuleResult(
             "security.requester_not_approver",

@@ -16,6 +16,7 @@ ROLES: dict[str, str] = {
     "service-api": "an API tier process",
     "service-worker": "a background worker process",
     "service-edge": "an edge cache process",
+    "service-pipeline": "the release pipeline: signs cutover grants and deploy archives",
 }
 
 

@@ -38,15 +38,20 @@ class DatasetEntry:
     row_count: int
     checksum: str
     schema: tuple[tuple[str, str], ...]
+    #: SHA-256 of the version file's bytes: its key in every environment's blob store.
+    sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "name": self.name,
             "digest": self.digest,
             "row_count": self.row_count,
             "checksum": self.checksum,
             "schema": [{"name": n, "type": t} for n, t in self.schema],
         }
+        if self.sha256 is not None:
+            doc["sha256"] = self.sha256
+        return doc
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DatasetEntry:
@@ -57,6 +62,7 @@ class DatasetEntry:
                 row_count=int(data["row_count"]),
                 checksum=str(data["checksum"]),
                 schema=tuple((str(c["name"]), str(c["type"])) for c in data["schema"]),
+                sha256=None if data.get("sha256") is None else str(data["sha256"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ManifestError(f"a dataset entry is malformed: {exc!r}") from None

@@ -27,7 +27,9 @@ import orjson
 
 from madbwpu_r.audit import _sql as audit_sql
 from madbwpu_r.audit.records import AuditRecord
+from madbwpu_r.store._ledger_sql import LEDGER_SCHEMA, LedgerSQL
 from madbwpu_r.store.errors import UnknownJob
+from madbwpu_r.store.ledger import CutoverChain, CutoverRow, LedgerEvent, PointerState
 from madbwpu_r.store.port import (
     Column,
     DatasetInfo,
@@ -228,6 +230,36 @@ class SQLUnitOfWork(UnitOfWork):
         """Chain `entry` onto this environment's audit log, in this same transaction."""
         audit_sql.append(self._conn, self._store.audit_dialect, [entry], now=self.now)
 
+    # ---- the ledger (store.ledger) ------------------------------------------------------------
+
+    @property
+    def _ledger(self) -> LedgerSQL:
+        return LedgerSQL(self._conn, self._store._sql, self._store.audit_dialect)
+
+    def put_document(
+        self, kind: str, key: str, doc: bytes, *, index: str = "", replace: bool = False
+    ) -> bool:
+        return self._ledger.put_document(kind, key, doc, index, replace)
+
+    def document(self, kind: str, key: str) -> bytes | None:
+        return self._ledger.document(kind, key)
+
+    def record_event(
+        self, actor: str, action: str, target: str, outcome: str, evidence: dict[str, Any]
+    ) -> LedgerEvent:
+        return self._ledger.record_event(actor, action, target, outcome, evidence)
+
+    def switch_pointer(
+        self,
+        env: str,
+        grant_id: str,
+        release_id: str,
+        grant: bytes,
+        manifest: bytes,
+        chain: CutoverChain,
+    ) -> CutoverRow | None:
+        return self._ledger.switch_pointer(env, grant_id, release_id, grant, manifest, chain)
+
 
 class SQLStore(MetadataStore):
     """A `MetadataStore` over the tables of `SCHEMA`; subclasses set `_prefix` and `_mark`."""
@@ -267,7 +299,8 @@ class SQLStore(MetadataStore):
     def _create(self, conn: Any, real: str, serial: str) -> None:
         """Create or upgrade the tables, inside the caller's transaction."""
         tables = SCHEMA.replace("{real}", real).replace("{serial}", serial)
-        for statement in tables.split(";"):
+        ledger = LEDGER_SCHEMA.replace("{real}", real).replace("{serial}", serial)
+        for statement in (tables + ";" + ledger).split(";"):
             conn.execute(statement.replace("{p}", self._prefix))
         for table, column, decl in ADDED_COLUMNS:
             if column not in self._columns(conn, table):
@@ -401,6 +434,31 @@ class SQLStore(MetadataStore):
             "DELETE FROM {p}outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?",
             (before,),
         )
+
+    # ---- the ledger (store.ledger) ------------------------------------------------------------
+
+    def document(self, kind: str, key: str) -> bytes | None:
+        with self._errors(), self._connection() as conn:
+            return LedgerSQL(conn, self._sql, self.audit_dialect).document(kind, key)
+
+    def documents(self, kind: str, index: str | None = None) -> list[bytes]:
+        with self._errors(), self._connection() as conn:
+            return LedgerSQL(conn, self._sql, self.audit_dialect).documents(kind, index)
+
+    def events(
+        self, target: str | None = None, action_prefix: str | None = None
+    ) -> list[LedgerEvent]:
+        with self._errors(), self._connection() as conn:
+            return LedgerSQL(conn, self._sql, self.audit_dialect).events(target, action_prefix)
+
+    def pointer_head(self, env: str) -> tuple[str | None, int | None, int | None, str | None]:
+        with self._errors(), self._connection() as conn:
+            return LedgerSQL(conn, self._sql, self.audit_dialect).pointer_head(env)
+
+    def pointer(self, env: str) -> PointerState:
+        # One transaction, so the pointer, the log and the grants are one consistent state.
+        with self._errors(), self._transaction() as conn:
+            return LedgerSQL(conn, self._sql, self.audit_dialect).pointer(env)
 
     def ping(self) -> None:
         self._read("SELECT 1")

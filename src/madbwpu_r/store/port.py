@@ -13,6 +13,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from madbwpu_r.store.ledger import LedgerReads, LedgerWrites
+
 __all__ = [
     "Column",
     "DatasetInfo",
@@ -116,7 +118,7 @@ class OutboxRow:
     last_error: str | None = None
 
 
-class UnitOfWork(abc.ABC):
+class UnitOfWork(LedgerWrites):
     """The writes of one service operation: all of them commit, or none does."""
 
     @abc.abstractmethod
@@ -147,8 +149,9 @@ class UnitOfWork(abc.ABC):
         raise NotImplementedError("this store does not keep an audit log")
 
 
-class MetadataStore(abc.ABC):
-    """Datasets, versions, ingests, job progress and the outbox of one environment."""
+class MetadataStore(LedgerReads):
+    """Datasets, versions, ingests, job progress and the outbox of one environment; and the
+    release ledger (`store.ledger`) of a project or an environment."""
 
     @abc.abstractmethod
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:

@@ -1,0 +1,110 @@
+"""SIGKILL the deploy process at each step: production stays on the old or the new release,
+never between, and `deploy --resume` finishes without re-using a grant."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import orjson
+import pytest
+
+from madbwpu_r.release.archive import sign_off
+from madbwpu_r.release.pipeline import STEP_KEYS
+from madbwpu_r.release.service import Releases
+from tests.e2e.release_stack import ReleaseStack as Running
+
+CLI = [sys.executable, "-m", "madbwpu_r"]
+TOKEN = "2gr-uugjyishz-f0"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Running]:
+    running = Running(tmp_path_factory.mktemp("killed") / "data")
+    with Releases(running.data_dir) as svc:
+        svc.init()
+    yield running
+    running.stop()
+
+
+def deploy_rows(data_dir) -> list[dict]:
+    conn = sqlite3.connect(data_dir / "project.sqlite", timeout=30)
+    try:
+        return [
+            orjson.loads(r[0])
+            for r in conn.execute("SELECT doc FROM documents WHERE kind = 'deploy'")
+        ]
+    finally:
+        conn.close()
+
+
+def cutovers(data_dir) -> list[dict]:
+    conn = sqlite3.connect(data_dir / "production" / "state.sqlite", timeout=30)
+    try:
+        return [orjson.loads(r[0]) for r in conn.execute("SELECT grant_doc FROM cutovers")]
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(1200)  # a whole stack and many CLI processes on a shared machine
+@pytest.mark.parametrize("after", [None, *STEP_KEYS[:-1]])
+def test_kill_deploy_at_each_step_then_resume(stack: Running, after: str | None):
+    with Releases(stack.data_dir) as svc:
+        kill_and_resume(stack, svc, after)
+
+
+def kill_and_resume(stack: Running, svc: Releases, after: str | None) -> None:
+    for deploy in svc.store.deploys("production"):
+        if deploy.steps.get("archive") and not svc.store.archive(deploy.deploy_id).signed_off_by:
+            sign_off(svc.store, svc.keys, deploy.deploy_id, "compliance")
+    body = f"id,step\n1,{after}\n2,{time.monotonic_ns()}\n".encode()
+    assert stack.ingest("staging", "killed", body)["status"] == "succeeded"
+    manifest, _ = svc.cut("staging", "deployer")
+    svc.decide(manifest.release_id, "qa", "signoff")
+    before = svc.served("production")
+
+    proc = subprocess.Popen(
+        [*CLI, "deploy", manifest.release_id, "--to", "production", "--guardrail", TOKEN,
+         "--as", "deployer", "--data-dir", str(stack.data_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    # Kill as soon as step `after` is recorded (None: as soon as the deploy exists).
+    deadline = time.monotonic() + 120
+    deploy_id = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        mine = [d for d in deploy_rows(stack.data_dir) if d["release_id"] == manifest.release_id]
+        if mine and (after is None or after in mine[0]["steps"]):
+            deploy_id = mine[0]["deploy_id"]
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait(30)
+    assert deploy_id is not None, "the deploy ended before it could be killed"
+    killed = svc.store.deploy(deploy_id)
+    if after != "verify":  # the archive step after it can finish within one poll
+        assert killed.status != "succeeded", "the kill came too late to interrupt the deploy"
+
+    # Production is on the old or the new release, verified, and answers reads.
+    served = httpx.get(f"{stack.endpoints['production']['api']}/v1/release").json()
+    assert served["verified"] and served["release_id"] in (before, manifest.release_id)
+    rows = httpx.get(f"{stack.endpoints['production']['edge']}/v1/datasets/killed/rows")
+    if served["release_id"] == manifest.release_id:
+        assert rows.json()["version"] == manifest.dataset("killed").digest
+
+    done = subprocess.run(
+        [*CLI, "deploy", "--resume", deploy_id, "--as", "deployer", "--data-dir", str(stack.data_dir)],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert svc.served("production") == manifest.release_id
+    record = svc.store.deploy(deploy_id)
+    assert record.status == "succeeded"
+    # One cutover for this deploy, by a grant used exactly once.
+    mine = [g for g in cutovers(stack.data_dir) if g["deploy_id"] == deploy_id]
+    assert len(mine) == 1 and mine[0]["grant_id"] in record.grants
+    assert len({g["grant_id"] for g in cutovers(stack.data_dir)}) == len(cutovers(stack.data_dir))

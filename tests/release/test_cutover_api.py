@@ -1,0 +1,195 @@
+"""Production's cutover endpoint and verified serving, in process, with the project's and
+production's stores on SQLite files or on the PostgreSQL server."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import orjson
+import psycopg
+import pytest
+from starlette.testclient import TestClient
+
+from madbwpu_r.api.app import create_app
+from madbwpu_r.api.state import ApiSettings
+from madbwpu_r.audit.layout import PROJECT_STORE_ENV
+from madbwpu_r.blobs import content_key, open_blobs
+from madbwpu_r.catalog.versions import VersionLibrary
+from madbwpu_r.release.grant import mint_grant
+from madbwpu_r.release.manifest import DatasetEntry, Manifest
+from madbwpu_r.release.project import project_name
+from madbwpu_r.release.service import Releases
+from madbwpu_r.store.port import Column
+from tests.queue.queue_backends import PG_URL, base_url
+
+TOKENS = {"write_token": "w" * 32, "worker_token": "k" * 32, "purge_token": "p" * 32}
+
+
+class Production:
+    def __init__(self, tmp_path, store_url: str | None = None):
+        self.dir = tmp_path
+        with Releases(tmp_path) as svc:
+            svc.init()
+            self.pipeline = svc.keys.signing_key("pipeline")
+        self.settings = ApiSettings(
+            env="production", data_dir=tmp_path, store_url=store_url, **TOKENS
+        )
+        self.client = TestClient(create_app(self.settings), raise_server_exceptions=False)
+        self.blobs = open_blobs(self.settings.blobs_url())
+        self.files = VersionLibrary(self.blobs)
+
+    def manifest(self, *rows) -> Manifest:
+        info = self.files.write("people", (Column("id", "integer"), Column("name", "text")), rows)
+        entry = DatasetEntry(
+            "people",
+            info.digest,
+            info.row_count,
+            info.checksum,
+            (("id", "integer"), ("name", "text")),
+            info.sha256,
+        )
+        return Manifest(
+            project_name(self.dir), "staging", "0.1.0", "deployer", time.time(), (entry,)
+        )
+
+    def grant(self, manifest: Manifest, **over):
+        args = dict(
+            project=project_name(self.dir), release_id=manifest.release_id, environment="production",
+            deploy_id="dep-test", action="deploy", now=time.time(),
+        )  # fmt: skip
+        args.update(over)
+        return mint_grant(
+            over.pop("key", self.pipeline), **{k: v for k, v in args.items() if k != "key"}
+        )
+
+    def cutover(self, grant, manifest: Manifest):
+        body = orjson.dumps({"grant": grant.to_json(), "manifest": manifest.to_json()})
+        return self.client.post("/v1/release/cutover", content=body)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def prod(request, tmp_path, monkeypatch):
+    if request.param == "sqlite":
+        p = Production(tmp_path)
+        with p.client:
+            yield p
+        return
+    # The project's store and production's store each on a PostgreSQL schema of their own.
+    project = base_url("postgres", tmp_path)
+    production = base_url("postgres", tmp_path)
+    monkeypatch.setenv(PROJECT_STORE_ENV, next(project))
+    p = Production(tmp_path, store_url=next(production))
+    with p.client:
+        yield p
+    for schema in (project, production):
+        next(schema, None)  # drops it
+
+
+def test_cutover_switches_and_serves_then_refuses_a_replay(prod):
+    m = prod.manifest((1, "ann"), (2, "bob"))
+    assert prod.client.get("/v1/datasets/people/rows").status_code == 404
+    g = prod.grant(m)
+    r = prod.cutover(g, m)
+    assert r.status_code == 200, r.text
+    assert r.json()["purged"][0] == "dataset:people"
+    assert prod.client.get("/v1/release").json()["release_id"] == m.release_id
+    rows = prod.client.get("/v1/datasets/people/rows").json()
+    assert rows["version"] == m.datasets[0].digest and len(rows["rows"]) == 2
+    again = prod.cutover(g, m)
+    assert again.status_code == 409 and again.json()["refusal"] == "grant-replayed"
+
+
+def test_grant_for_another_release_or_environment_or_expired(prod):
+    m1, m2 = prod.manifest((1, "ann")), prod.manifest((1, "bob"))
+    r = prod.cutover(prod.grant(m1), m2)  # the manifest is not the granted release
+    assert r.status_code == 403 and r.json()["refusal"] == "manifest-altered"
+    r = prod.cutover(prod.grant(m1, environment="staging"), m1)
+    assert r.status_code == 403 and r.json()["refusal"] == "grant-other-environment"
+    r = prod.cutover(prod.grant(m1, now=time.time() - 3600), m1)
+    assert r.status_code == 403 and r.json()["refusal"] == "grant-expired"
+    r = prod.cutover(prod.grant(m1, project="someone-else"), m1)
+    assert r.status_code == 403 and r.json()["refusal"] == "grant-other-project"
+    assert prod.client.get("/v1/release").json()["release_id"] is None
+
+
+def test_edited_version_file_is_never_served(prod):
+    m1 = prod.manifest((1, "ann"))
+    assert prod.cutover(prod.grant(m1), m1).status_code == 200
+    m2 = prod.manifest((1, "cyd"), (2, "dan"))
+    assert prod.cutover(prod.grant(m2), m2).status_code == 200
+    # Production's own copy, edited by hand in its blob store.
+    path = prod.blobs.root / content_key(m2.datasets[0].sha256)
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE rows SET c1 = 'eve'")
+    conn.commit()
+    conn.close()
+    beat = prod.client.get("/v1/heartbeat")
+    assert beat.status_code == 503 and "does not match its digest" in beat.text
+    # The edited release is not served; its own files changed, so nothing verified is left.
+    rows = prod.client.get("/v1/datasets/people/rows")
+    assert rows.status_code == 503 and "eve" not in rows.text
+    assert "does not match its digest" in rows.json()["detail"]
+
+
+def by_hand(prod: Production, sql: str) -> None:
+    """An edit made directly in production's store (SQLite file or PostgreSQL schema)."""
+    if prod.settings.store_url is None:
+        conn = sqlite3.connect(prod.settings.paths.state_db)
+        conn.execute(sql)
+        conn.commit()
+        conn.close()
+        return
+    schema = prod.settings.store_url.split("schema=")[1]
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{schema}"')
+        conn.execute(sql)
+
+
+def test_removed_audit_entry_is_detected(prod):
+    m = prod.manifest((1, "ann"))
+    assert prod.cutover(prod.grant(m), m).status_code == 200
+    fresh = TestClient(create_app(prod.settings), raise_server_exceptions=False)
+    by_hand(prod, "DELETE FROM audit_entries WHERE action = 'release.cutover'")
+    with fresh:
+        r = fresh.get("/v1/release")
+        assert r.status_code == 503 and "no matching entry in the audit log" in r.json()["problem"]
+        assert fresh.get("/v1/datasets/people/rows").status_code == 503
+
+
+def test_staging_has_no_cutover_and_production_no_ingest(tmp_path):
+    with Releases(tmp_path) as svc:
+        svc.init()
+    staging = TestClient(create_app(ApiSettings(env="staging", data_dir=tmp_path, **TOKENS)))
+    with staging:
+        r = staging.post("/v1/release/cutover", content=b"{}")
+        assert r.status_code == 409 and r.json()["refusal"] == "not-production"
+    production = TestClient(create_app(ApiSettings(env="production", data_dir=tmp_path, **TOKENS)))
+    with production:
+        r = production.post(
+            "/v1/datasets/x/ingest", content=b"a\n1\n",
+            headers={"Authorization": f"Bearer {TOKENS['write_token']}", "Content-Type": "text/csv"},
+        )  # fmt: skip
+        assert r.status_code == 409 and r.json()["refusal"] == "production-ingest"
+
+
+def test_pointer_moved_by_hand_is_never_served(prod):
+    m1 = prod.manifest((1, "ann"))
+    assert prod.cutover(prod.grant(m1), m1).status_code == 200
+    m2 = prod.manifest((1, "bob"))
+    assert prod.cutover(prod.grant(m2), m2).status_code == 200
+    # Back to the first release, by SQL, without a grant: a new process must not serve it.
+    by_hand(prod, f"UPDATE release_pointer SET release_id = '{m1.release_id}', cutover_seq = 1")
+    fresh = TestClient(create_app(prod.settings), raise_server_exceptions=False)
+    with fresh:
+        r = fresh.get("/v1/release")
+        assert r.status_code == 503 and "not the latest cutover" in r.json()["problem"]
+        rows = fresh.get("/v1/datasets/people/rows")
+        assert rows.status_code == 503 and "ann" not in rows.text
+    events = [e for e in prod_events(prod) if e.action == "release.tamper_detected"]
+    assert events and "not the latest cutover" in events[-1].evidence["problem"]
+
+
+def prod_events(prod: Production):
+    with Releases(prod.dir) as svc:
+        return svc.store.events()
