@@ -255,6 +255,9 @@ def api(
         access_log=False,
         timeout_graceful_shutdown=10,
         http=ProblemHttpToolsProtocol,  # malformed HTTP: a problem+json 400, not text/plain
+        # uvicorn would take X-Forwarded-For/-Proto from any peer on 127.0.0.1 (any local
+        # client under `up`): the API trusts nothing a client says about its path, as the edge.
+        proxy_headers=False,
     )
 
 
