@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -20,10 +21,13 @@ _TITLES = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     413: "Content Too Large",
+    414: "URI Too Long",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
@@ -69,6 +73,24 @@ def problem_response(
     all_headers.update(headers or {})
     return JSONResponse(
         body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=all_headers
+    )
+
+
+def raw_problem(status: int, detail: str) -> bytes:
+    """A whole HTTP/1.1 problem+json response that closes the connection, for an HTTP protocol
+    refusing what it could not parse (no ASGI app, no Starlette response, exists yet)."""
+    title = _TITLES.get(status, "Bad Request")
+    body = json.dumps(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    ).encode()
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status, title.encode()),
+            b"content-type: " + PROBLEM_MEDIA_TYPE.encode() + b"\r\n",
+            b"content-length: %d\r\ncache-control: no-store\r\nconnection: close\r\n\r\n"
+            % len(body),
+            body,
+        )
     )
 
 

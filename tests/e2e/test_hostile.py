@@ -6,10 +6,16 @@ answering, nothing changed (the heartbeats' state digests), and no traceback in 
 
 from __future__ import annotations
 
+import re
+import select
+import socket
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
+import orjson
 import pytest
 
+from madbwpu_r.identity.http import MAX_SIGNED_BODY
 from tests.e2e.test_security import bearer, raw_exchange
 from tests.e2e.test_stack import Running
 
@@ -132,6 +138,224 @@ def test_malformed_http_at_the_edge_is_refused(stack, name, head, status):
     answer = raw_exchange(edge, head.replace(b"{h}", _host(edge)))
     assert answer.split(b"\r\n", 1)[0].find(status) > 0, (name, answer[:200])
     assert_still_serving(stack, before)
+
+
+GUARD = 30.0  # seconds a test waits for a close that never comes: a guard, not an assertion
+
+
+def _connect(url: str) -> socket.socket:
+    parts = urlsplit(url)
+    return socket.create_connection((parts.hostname, parts.port), timeout=GUARD)
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    """All the server sends until it closes (a TimeoutError fails the test: it kept it open)."""
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def _responses(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """(status, head, body) of each Content-Length framed response in `data`."""
+    found = []
+    while data.startswith(b"HTTP/1."):
+        head, _, rest = data.partition(b"\r\n\r\n")
+        match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        length = int(match.group(1)) if match else 0
+        found.append((int(head.split(b" ", 2)[1]), head, rest[:length]))
+        data = rest[length:]
+    assert not data, data[:200]  # nothing but whole responses
+    return found
+
+
+def assert_refused(data: bytes) -> None:
+    """At most one answer, a 4xx problem, then a closed connection; a request smuggled behind
+    the first would show up as a second response."""
+    answers = _responses(data)
+    assert len(answers) <= 1, [a[:2] for a in answers]
+    for status, head, body in answers:
+        assert 400 <= status < 500, (status, body[:200])
+        assert b"application/problem+json" in head.lower(), head
+        assert orjson.loads(body)["status"] == status
+
+
+def _post(tier_url: str, token: str, path: str, framing: bytes, body: bytes) -> bytes:
+    host = urlsplit(tier_url).netloc.encode()
+    return (
+        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: " + host + b"\r\n"
+        b"Authorization: Bearer "
+        + token.encode()
+        + b"\r\nContent-Type: text/csv\r\n"
+        + framing
+        + b"\r\n"
+        + body
+    )
+
+
+SMUGGLED = b"GET /v1/datasets/people HTTP/1.1\r\nHost: x\r\n\r\n"
+FRAMINGS = {
+    "CL and TE": (b"Content-Length: 6\r\nTransfer-Encoding: chunked\r\n", b"0\r\n\r\n"),
+    "TE and CL": (b"Transfer-Encoding: chunked\r\nContent-Length: 6\r\n", b"0\r\n\r\n"),
+    "CL and TE list": (
+        b"Content-Length: 6\r\nTransfer-Encoding: gzip, chunked\r\n",
+        b"0\r\n\r\n",
+    ),
+    "TE not chunked": (b"Transfer-Encoding: xchunked\r\n", b"5\r\nid\n1\n\r\n0\r\n\r\n"),
+    "TE with space before colon": (b"Transfer-Encoding : chunked\r\n", b"0\r\n\r\n"),
+    "two CL, different": (b"Content-Length: 5\r\nContent-Length: 6\r\n", b"id\n1\n\n"),
+    "CL list": (b"Content-Length: 5, 6\r\n", b"id\n1\n\n"),
+    "CL signed": (b"Content-Length: +5\r\n", b"id\n1\n"),
+    "chunk size not hex": (b"Transfer-Encoding: chunked\r\n", b"zz\r\nid\n1\n\r\n0\r\n\r\n"),
+    "chunk size negative": (b"Transfer-Encoding: chunked\r\n", b"-5\r\nid\n1\n\r\n0\r\n\r\n"),
+    "chunk size 0x": (b"Transfer-Encoding: chunked\r\n", b"0x5\r\nid\n1\n\r\n0\r\n\r\n"),
+    "chunk size overflow": (
+        b"Transfer-Encoding: chunked\r\n",
+        b"1" + b"0" * 20 + b"\r\nid\n1\n\r\n0\r\n\r\n",
+    ),
+    "chunk longer than its size": (
+        b"Transfer-Encoding: chunked\r\n",
+        b"2\r\nid\n1\n\r\n0\r\n\r\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("tier", ["edge", "api"])
+@pytest.mark.parametrize("framing", FRAMINGS, ids=list(FRAMINGS))
+def test_ambiguous_or_malformed_body_framing_is_refused(stack, tier, framing):
+    """Request smuggling (RFC 9112 6.3, 11.2) and bad chunk sizes: a 4xx problem or a closed
+    connection, never a second request read from the first's body, and nothing ingested."""
+    before = digests(stack)
+    url = stack.endpoints["staging"][tier]
+    name = f"smuggled-{tier}-{list(FRAMINGS).index(framing)}"
+    fields, body = FRAMINGS[framing]
+    token = stack.tokens["staging"]["write_token"]
+    with _connect(url) as sock:
+        sock.sendall(_post(url, token, f"/v1/datasets/{name}/ingest", fields, body) + SMUGGLED)
+        assert_refused(_until_closed(sock))
+    assert stack.http.get(f"{url}/v1/datasets/{name}").status_code == 404
+    assert_still_serving(stack, before)
+
+
+def _stream_until_answered(url: str, head: bytes, piece: bytes, total: int) -> tuple[bytes, int]:
+    """Send `head`, then `piece` after `piece` up to `total` bytes, stopping as soon as the
+    server answers; returns the answer and how many body bytes had been sent by then."""
+    sent = 0
+    with _connect(url) as sock:
+        sock.sendall(head)
+        while sent < total and not select.select([sock], [], [], 0)[0]:
+            try:
+                sock.sendall(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(piece)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        head_part, _, body = answer.partition(b"\r\n\r\n")
+        match = re.search(rb"(?im)^content-length:\s*(\d+)", head_part)
+        while match and len(body) < int(match.group(1)):
+            body += sock.recv(65536)
+    return head_part + b"\r\n\r\n" + body, sent
+
+
+FAKE_ACT = (
+    b"X-Madbwpu-Identity: nobody\r\nX-Madbwpu-Time: 1\r\n"
+    b"X-Madbwpu-Nonce: 00000000000000000000000000000000\r\nX-Madbwpu-Signature: AAAA\r\n"
+)
+HUGE = 256 * 2**20  # what the client would send: 256 times the signed-request body limit
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_an_unauthenticated_signed_request_cannot_make_the_api_buffer_its_body(stack, framing):
+    """The signed act's body is read before the signature is checked; past MAX_SIGNED_BODY the
+    API answers 413 while the client is still sending (it stops reading, nothing is kept)."""
+    before = digests(stack)
+    api = stack.endpoints["staging"]["api"]
+    piece = b"x" * 65536
+    if framing == "chunked":
+        fields, piece = b"Transfer-Encoding: chunked\r\n", b"10000\r\n" + piece + b"\r\n"
+    else:
+        fields = b"Content-Length: %d\r\n" % HUGE
+    head = (
+        b"GET /v1/audit HTTP/1.1\r\nHost: " + urlsplit(api).netloc.encode() + b"\r\n"
+        + FAKE_ACT + fields + b"\r\n"
+    )  # fmt: skip
+    answer, sent = _stream_until_answered(api, head, piece, HUGE)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:300]
+    assert sent < HUGE  # answered before the body was all sent: it was not all read first
+    problem = orjson.loads(answer.partition(b"\r\n\r\n")[2])
+    assert problem["status"] == 413 and str(MAX_SIGNED_BODY) in problem["detail"]
+    assert_still_serving(stack, before)
+
+
+SPOOFED = {
+    "X-Forwarded-For": "203.0.113.66",
+    "X-Forwarded-Host": "evil.example",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Port": "6666",
+    "X-Forwarded-Prefix": "/evil",
+    "Forwarded": 'for=203.0.113.66;host="evil.example";proto=https',
+    "X-Real-IP": "203.0.113.66",
+}
+
+
+@pytest.mark.parametrize("tier", ["edge", "api"])
+def test_spoofed_forwarding_fields_are_not_trusted(stack, tier):
+    """What a client says about the path its request took neither reaches a response (links,
+    problems) nor a cached entry that other clients get."""
+    before = digests(stack)
+    url = stack.endpoints["staging"][tier]
+    paths = [
+        "/v1/datasets/people/rows?_limit=1&_sort=id",
+        "/v1/datasets/people",
+        "/v1/datasets/nothere",
+        "/v1/datasets/people/rows/",
+    ]
+    for path in paths:
+        spoofed = stack.http.get(url + path, headers=SPOOFED)
+        after = stack.http.get(url + path)  # the cached entry (edge) or a fresh answer
+        for answer in (spoofed, after):
+            assert answer.status_code < 500, (path, answer.status_code)
+            text = answer.text + str(answer.headers)
+            for value in ("evil", "203.0.113.66", "https:", "6666"):
+                assert value not in text, (path, value, text[:300])
+    rows = stack.http.get(f"{url}/v1/datasets/people/rows?_limit=1", headers=SPOOFED).json()
+    assert rows["next"].startswith("/v1/datasets/people/rows?")
+    assert_still_serving(stack, before)
+
+
+def _secrets(stack: Running) -> list[str]:
+    """Every token of every environment, and the key material of the data dir's keys."""
+    found = [token for tokens in stack.tokens.values() for token in tokens.values()]
+    for path in (stack.data_dir / "keys").rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            found += [word for word in re.findall(r"[A-Za-z0-9+/=_-]{16,}", text)]
+    assert len(found) >= 6
+    return found
+
+
+def test_metrics_of_every_tier_leak_no_secret_and_no_dataset(stack):
+    """/metrics is public (README, Security): it must hold only counters, gauges and names."""
+    stack.http.get(f"{stack.endpoints['staging']['edge']}/v1/datasets/people/rows")
+    secrets = _secrets(stack)
+    for env, urls in stack.endpoints.items():
+        for tier in ("edge", "api"):
+            text = stack.http.get(f"{urls[tier]}/metrics").text
+            assert "madbwpu" in text  # it is the metrics page
+            for secret in secrets:
+                assert secret not in text, (env, tier)
+            assert "people" not in text and "shadow" not in text  # no dataset names
+            assert "127.0.0.1" not in text and "sqlite" not in text  # no address, no engine URL
 
 
 def test_a_rowid_column_loses_no_row_when_paging(stack):

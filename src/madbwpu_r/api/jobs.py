@@ -22,6 +22,7 @@ from madbwpu_r.api.datasets import check_dataset_name
 from madbwpu_r.api.responses import NO_STORE, ORJSONResponse
 from madbwpu_r.api.state import ApiState
 from madbwpu_r.blobs.port import CHUNK
+from madbwpu_r.bodies import read_limited, refuse_declared_size, too_large
 from madbwpu_r.catalog import upload_key
 from madbwpu_r.problems import ProblemError
 from madbwpu_r.security import bearer_token, tokens_equal
@@ -84,9 +85,7 @@ class _Body(io.RawIOBase):
                 break
             self.size += len(chunk)
             if self.size > self._limit:
-                raise ProblemError(
-                    413, detail=f"the upload exceeds the limit of {self._limit} bytes"
-                )
+                raise too_large(self._limit, "the upload")
             self._buffer = chunk
         view = memoryview(buffer).cast("B")
         n = min(len(view), len(self._buffer))
@@ -99,15 +98,6 @@ class _Body(io.RawIOBase):
 
 
 MAX_EVENT_BYTES = 1 << 20  # a worker's event is a small JSON object
-
-
-def _refuse_declared_size(request: Request, limit: int) -> None:
-    """A Content-Length over the limit is refused before a byte of the body is read."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ProblemError(
-            413, detail=f"the body ({declared} bytes) exceeds the limit of {limit} bytes"
-        )
 
 
 def link(state: ApiState, path: str) -> str:
@@ -126,7 +116,7 @@ async def ingest(request: Request) -> Response:
             415,
             detail=f"send the file as 'Content-Type: text/csv' (got {content_type or 'none'!r})",
         )
-    _refuse_declared_size(request, state.settings.max_upload_bytes)
+    refuse_declared_size(request, state.settings.max_upload_bytes)
     upload = f"{uuid.uuid4().hex}.csv"
     body = _Body(request, state.settings.max_upload_bytes)
     await run_in_threadpool(state.blobs.put, upload_key(upload), body.stream())
@@ -163,12 +153,7 @@ async def job_event(request: Request) -> Response:
     state = _state(request)
     require_token(request, state.settings.worker_token, "worker token")
     job_id = request.path_params["job_id"]
-    _refuse_declared_size(request, MAX_EVENT_BYTES)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_EVENT_BYTES:
-            raise ProblemError(413, detail=f"an event is at most {MAX_EVENT_BYTES} bytes")
+    body = await read_limited(request, MAX_EVENT_BYTES, "an event")
     try:
         event = orjson.loads(body)
         kind = event["kind"]

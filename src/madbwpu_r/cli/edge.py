@@ -111,6 +111,16 @@ def register(app: typer.Typer) -> None:
             help="Close an idle client connection after this long (nginx's default is 75 s; "
             "keep it above the idle timeout of any load balancer in front).",
         ),
+        header_timeout: float = typer.Option(
+            20.0,
+            "--header-timeout",
+            min=0.1,
+            max=3600.0,
+            metavar="SECONDS",
+            help="A request head must arrive whole within this long (from the accept, or from its "
+            "first byte on a kept-alive connection); else 408 and the connection is closed "
+            "(slowloris).",
+        ),
         max_header_bytes: str = typer.Option(
             "32KiB", help="Largest request head (request line + header fields); larger: 431."
         ),
@@ -183,6 +193,7 @@ def register(app: typer.Typer) -> None:
             max_headers=max_headers,
             max_url_bytes=min(url_limit, head_limit),  # the target is part of the head
             max_body_bytes=parse_size(max_body_bytes),
+            header_timeout=header_timeout,
             targeted_cache_control=(*targeted, "cdn-cache-control"),
             forward_targeted_cache_control=forward_targeted_cache_control,
             forwarded_host=_forwarded_host(forwarded_host),

@@ -217,6 +217,7 @@ def api(
     import uvicorn
 
     from madbwpu_r.api.app import create_app
+    from madbwpu_r.api.protocol import ProblemHttpToolsProtocol
     from madbwpu_r.api.state import ApiSettings
     from madbwpu_r.blobs import BlobStoreError
     from madbwpu_r.queue import QueueError
@@ -253,6 +254,10 @@ def api(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        http=ProblemHttpToolsProtocol,  # malformed HTTP: a problem+json 400, not text/plain
+        # uvicorn would take X-Forwarded-For/-Proto from any peer on 127.0.0.1 (any local
+        # client under `up`): the API trusts nothing a client says about its path, as the edge.
+        proxy_headers=False,
     )
 
 

@@ -28,6 +28,8 @@ class EdgeConfig:
     max_headers: int = 100  # header field lines -> 431
     max_url_bytes: int = 8 * 2**10  # request target -> 414
     max_body_bytes: int = 2**30  # request body (streamed to the origin) -> 413
+    # Seconds a request head may take to arrive whole (slowloris); past it: 408 and closed.
+    header_timeout: float = 20.0
     # RFC 9213 targeted cache control: fields this edge obeys, most specific first.
     targeted_cache_control: tuple[str, ...] = ("cdn-cache-control",)
     forward_targeted_cache_control: bool = False

@@ -5,47 +5,38 @@ bytes (`414`); a malformed head, a missing or repeated Host is `400`. Each refus
 problem+json response and a closed connection. Memory is bounded while a head arrives: bytes
 are counted per read, so a 32 MiB header line is cut off at the limit, not buffered.
 
-On a fresh hit the only added work is a few integer comparisons per request.
+A head must also arrive whole within `header_timeout` seconds (slowloris): counted from the
+accept for a connection's first request, from the head's first byte for a later one (the idle
+time between requests is `--keep-alive`'s, which uvicorn enforces). A connection past it is
+closed, with a `408` problem when part of a head had arrived. A new connection that sends
+nothing is closed after `header_timeout` too (uvicorn alone would keep it open for ever).
+
+On a fresh hit the only added work is a few integer comparisons per request; a head timer is
+set only for a new connection and for a head that spans reads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import h11
 import httptools
-import orjson
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from madbwpu_r.edge.config import EdgeConfig
-from madbwpu_r.problems import PROBLEM_MEDIA_TYPE
+from madbwpu_r.problems import raw_problem
 
 log = logging.getLogger("madbwpu_r.edge.guard")
 
-_TITLES = {
-    400: "Bad Request",
-    413: "Content Too Large",
-    414: "URI Too Long",
-    431: "Request Header Fields Too Large",
-}
 _DEFAULTS = EdgeConfig(origin="http://unused")
 
 
 def refusal(status: int, detail: str) -> bytes:
     """A whole HTTP/1.1 problem+json response that closes the connection."""
-    title = _TITLES.get(status, "Bad Request")
-    body = orjson.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail})
-    return b"".join(
-        (
-            b"HTTP/1.1 %d %s\r\n" % (status, title.encode()),
-            b"content-type: " + PROBLEM_MEDIA_TYPE.encode() + b"\r\n",
-            b"content-length: %d\r\ncache-control: no-store\r\nconnection: close\r\n\r\n"
-            % len(body),
-            body,
-        )
-    )
+    return raw_problem(status, detail)
 
 
 def head_size(url: bytes, headers: list[tuple[bytes, bytes]]) -> int:
@@ -63,6 +54,7 @@ class _Limits:
         self.header_bytes = config.max_header_bytes
         self.headers = config.max_headers
         self.url_bytes = config.max_url_bytes
+        self.header_timeout = config.header_timeout
         self.stats = getattr(app, "stats", None)
 
     def count(self) -> None:
@@ -79,12 +71,49 @@ class _Limits:
         return None
 
 
+class _HeadTimer:
+    """Closes a connection whose request head is not whole `header_timeout` s after it began."""
+
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    _limits: _Limits
+    cycle: Any
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(
+                self._limits.header_timeout, self._head_timed_out
+            )
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_started(self) -> bool:
+        raise NotImplementedError
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        timeout = self._limits.header_timeout
+        if self._head_started():
+            detail = f"The request head did not arrive within {timeout:g} s."
+            self._limits.count()
+            log.info("request refused", extra={"status": 408, "detail": detail})
+            if self.cycle is None or self.cycle.response_complete:
+                self.transport.write(refusal(408, detail))
+        self.transport.close()
+
+
 class _Refused(Exception):
     """Raised inside a parser callback to stop parsing; data_received answers."""
 
 
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with head limits and problem+json refusals."""
+class GuardedHttpToolsProtocol(_HeadTimer, HttpToolsProtocol):
+    """uvicorn's httptools protocol with head limits, a head timeout and problem+json refusals."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -94,6 +123,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._heads = 0
         self._chunk = 0
         self._refused: tuple[int, str] | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def _head_started(self) -> bool:
+        return self._in_head
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
@@ -111,6 +151,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             status, detail = self._refused or (400, f"Malformed HTTP request: {exc}.")
             self._refuse(status, detail)
             return
+        if self._in_head:
+            self._arm_head_timer()  # this read ended inside a head (no-op if already running)
         if in_head and self._in_head and heads == self._heads:
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.header_bytes:
@@ -135,6 +177,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """Called first in on_headers_complete: raises _Refused past a limit."""
         self._in_head = False
         self._heads += 1
+        self._disarm_head_timer()
         limits = self._limits
         if (
             len(self.headers) > limits.headers
@@ -190,13 +233,32 @@ class _LimitedConnection(h11.Connection):
         return event
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with the same limits and refusals (h11 itself checks Host)."""
+class GuardedH11Protocol(_HeadTimer, H11Protocol):
+    """uvicorn's h11 protocol with the same limits, head timeout and refusals (h11 itself checks
+    Host)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._limits = _Limits(self.app)
         self.conn = _LimitedConnection(self._limits)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def _head_started(self) -> bool:
+        return self.conn.their_state is h11.IDLE and bool(self.conn.trailing_data[0])
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm_head_timer()  # the head is whole (or the connection is done with)
+        elif self._head_started():
+            self._arm_head_timer()
 
     def send_400_response(self, msg: str) -> None:
         refused = getattr(self.conn, "refused", None) or (400, msg)

@@ -12,6 +12,9 @@ hex SHA-256 of the body, and sends four headers:
 The server accepts it when NAME is registered and unrevoked, the time is within the window
 (default 300 s either way), the signature verifies and the nonce was never seen from NAME within
 the window (nonces are kept in the project database, so every API process shares them).
+The body is read before anything is checked (its digest is signed) but only up to `max_body`
+(default `MAX_SIGNED_BODY`, 1 MiB): past it the answer is `413`, so a client that is not yet
+authenticated cannot make the API buffer what it sends.
 `SignedRequestAuth` is the client side for httpx; `RequestVerifier` the Starlette side.
 """
 
@@ -26,12 +29,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from madbwpu_r.audit.db import AuditDB, AuditStoreError
+from madbwpu_r.bodies import read_limited
 from madbwpu_r.identity.directory import IdentityDirectory
 from madbwpu_r.problems import ProblemError
 from madbwpu_r.signing import SignatureError, SigningKey, canonical_json, digest, sign, verify
 
 __all__ = [
     "HEADERS",
+    "MAX_SIGNED_BODY",
     "REQUEST_PURPOSE",
     "NonceStore",
     "RequestVerifier",
@@ -42,6 +47,7 @@ __all__ = [
 REQUEST_PURPOSE = "http-request"
 HEADERS = ("X-Madbwpu-Identity", "X-Madbwpu-Time", "X-Madbwpu-Nonce", "X-Madbwpu-Signature")
 WINDOW = 300.0
+MAX_SIGNED_BODY = 1 << 20  # a signed act's body is a small document, never an upload
 
 
 def canonical_request(
@@ -122,13 +128,22 @@ def _path(request: Request) -> str:
 class RequestVerifier:
     """Checks a signed act; `await verifier.identity(request, roles)` returns who signed it."""
 
-    def __init__(self, directory: IdentityDirectory, nonces: NonceStore, window: float = WINDOW):
+    def __init__(
+        self,
+        directory: IdentityDirectory,
+        nonces: NonceStore,
+        window: float = WINDOW,
+        max_body: int = MAX_SIGNED_BODY,
+    ):
         self.directory = directory
         self.nonces = nonces
         self.window = window
+        self.max_body = max_body
 
     async def identity(self, request: Request, roles: set[str]) -> str:
-        """The signer, who holds one of `roles`; 401 for a bad act, 403 for a missing role."""
+        """The signer, who holds one of `roles`; 401 for a bad act, 403 for a missing role,
+        413 for a body over `max_body` (refused before it is read when Content-Length says so).
+        """
         values = [request.headers.get(h) or "" for h in HEADERS]
         if not all(values):
             raise ProblemError(
@@ -137,7 +152,7 @@ class RequestVerifier:
                 headers={"WWW-Authenticate": "Madbwpu-Signature"},
             )
         name, stamp, nonce, signature = values
-        body = await request.body()
+        body = await read_limited(request, self.max_body, "the body of a signed request")
         return await run_in_threadpool(self._check, request.method, _path(request), body,
                                        name, stamp, nonce, signature, roles)  # fmt: skip
 
