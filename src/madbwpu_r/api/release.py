@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from madbwpu_r.api.jobs import require_token
+from madbwpu_r.bodies import read_limited
 from madbwpu_r.api.responses import NO_STORE, ORJSONResponse
 from madbwpu_r.api.state import ApiState
 from madbwpu_r.problems import ProblemError
@@ -37,6 +38,7 @@ PIPELINE_HINT = (
     "get it signed off by QA, then run `madbwpu-r deploy RELEASE --to production --guardrail TOKEN`"
 )
 MAX_CUTOVER_BODY = 4 << 20
+MAX_DECISION_BODY = 64 << 10
 
 
 class ReleaseState:
@@ -143,9 +145,7 @@ async def cutover(request: Request) -> Response:
             "not-production",
             f"{rel.env} serves its current versions; only production moves a release pointer",
         )
-    raw = await request.body()
-    if len(raw) > MAX_CUTOVER_BODY:
-        raise ProblemError(413, detail="a cutover request is at most 4 MiB")
+    raw = await read_limited(request, MAX_CUTOVER_BODY, "a cutover request")
     try:
         body = orjson.loads(raw)
         grant = CutoverGrant.from_json(body["grant"])
@@ -245,7 +245,8 @@ async def post_decision(request: Request) -> Response:
     rel = _release(request)
     release_id = request.path_params["release_id"]
     try:
-        decision = QaDecision.from_json(orjson.loads(await request.body()))
+        raw = await read_limited(request, MAX_DECISION_BODY, "a QA decision")
+        decision = QaDecision.from_json(orjson.loads(raw))
         if decision.release_id != release_id:
             raise Refused("decision-other-release", "the decision is for another release")
         if rel.events.release(release_id) is None:
