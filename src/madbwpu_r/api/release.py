@@ -17,9 +17,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from madbwpu_r.api.jobs import require_token
-from madbwpu_r.bodies import read_limited
 from madbwpu_r.api.responses import NO_STORE, ORJSONResponse
 from madbwpu_r.api.state import ApiState
+from madbwpu_r.bodies import read_limited
 from madbwpu_r.problems import ProblemError
 from madbwpu_r.release.decisions import QaDecision, verify_decision
 from madbwpu_r.release.errors import Refused
