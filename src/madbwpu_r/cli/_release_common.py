@@ -17,6 +17,23 @@ from madbwpu_r.release.service import Releases
 As = Annotated[
     str, typer.Option("--as", help="The identity that acts (its key must be on this machine).")
 ]
+Kubernetes = Annotated[
+    Path | None,
+    typer.Option(
+        "--kubernetes",
+        help="A Kustomize directory with overlays/ENV (e.g. deploy/kubernetes): the guardrail's "
+        "scaling rules are checked against what `kubectl kustomize` renders for the target, "
+        "as well as against the running stack.",
+        exists=True,
+        file_okay=False,
+    ),
+]
+
+
+def kubernetes_dir(path: Path | None) -> str | None:
+    return None if path is None else str(path.resolve())
+
+
 # No markup: checklists print "[x]" literally; soft wrap keeps one step per line in logs.
 console = Console(highlight=False, markup=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)

@@ -13,7 +13,14 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from madbwpu_r.cli._release_common import console, err, refusals, releases
+from madbwpu_r.cli._release_common import (
+    Kubernetes,
+    console,
+    err,
+    kubernetes_dir,
+    refusals,
+    releases,
+)
 from madbwpu_r.cli.options import DEFAULT_DIR, DataDir
 from madbwpu_r.release.pipeline import STEP_KEYS, DeployRecord, StepRecord, step_title
 from madbwpu_r.release.service import Releases
@@ -100,6 +107,7 @@ def deploy(
     resume: str = typer.Option(
         "", "--resume", help="Continue DEPLOY_ID from its last completed step."
     ),
+    kubernetes: Kubernetes = None,
     data_dir: DataDir = DEFAULT_DIR,
 ) -> None:
     """Ship a release to production through every gate (`deploy status [ID]` shows deploys)."""
@@ -116,7 +124,7 @@ def deploy(
                 raise typer.BadParameter(
                     "give RELEASE and --guardrail TOKEN (or --resume DEPLOY_ID)"
                 )
-            record = svc.start(release, to, guardrail, actor, "deploy")
+            record = svc.start(release, to, guardrail, actor, "deploy", kubernetes_dir(kubernetes))
         final = run_with_checklist(svc, record, wait, timeout or None)
     finish(final)
 
@@ -150,12 +158,15 @@ def rollback(
     to_release: str = typer.Option(..., "--to", help="A release deployed to production before."),
     guardrail: str = typer.Option(..., "--guardrail"),
     actor: str = typer.Option(..., "--as"),
+    kubernetes: Kubernetes = None,
     data_dir: DataDir = DEFAULT_DIR,
 ) -> None:
     """Return production to an earlier release, through the same gates as a deploy."""
     with refusals():
         svc = releases(data_dir)
-        record = svc.start(to_release, env, guardrail, actor, "rollback")
+        record = svc.start(
+            to_release, env, guardrail, actor, "rollback", kubernetes_dir(kubernetes)
+        )
         final = run_with_checklist(svc, record, False, None)
     finish(final)
 

@@ -7,7 +7,15 @@ from pathlib import Path
 import orjson
 import typer
 
-from madbwpu_r.cli._release_common import As, console, err, refusals, releases
+from madbwpu_r.cli._release_common import (
+    As,
+    Kubernetes,
+    console,
+    err,
+    kubernetes_dir,
+    refusals,
+    releases,
+)
 from madbwpu_r.cli.options import DEFAULT_DIR, DataDir
 from madbwpu_r.release.errors import Refused
 
@@ -64,11 +72,14 @@ def validate(
     release: str = typer.Option(..., "--release", help="The release id (or a unique prefix)."),
     to: str = typer.Option("production", "--to", help="The target environment."),
     requester: str = typer.Option("deployer", "--requester", help="Who would request the deploy."),
+    kubernetes: Kubernetes = None,
     data_dir: DataDir = DEFAULT_DIR,
 ) -> None:
     """Print every rule with pass / fail and the reason; exit 1 on any failure."""
     with refusals():
-        results = releases(data_dir).validate(token, release, to, requester)
+        results = releases(data_dir).validate(
+            token, release, to, requester, kubernetes_dir(kubernetes)
+        )
     for r in results:
         console.print(f"{'PASS' if r.passed else 'FAIL'}  {r.rule}: {r.reason}")
     if any(not r.passed for r in results):

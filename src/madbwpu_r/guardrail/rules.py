@@ -39,6 +39,8 @@ class ScalingConfig:
     target_queue_depth: int
     edge_nodes: int
     source: str = "running stack"
+    # An autoscaler's upper bound, where one is declared (the manifests' HPA); else api_replicas.
+    api_replicas_max: int | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class DeployContext:
     # deploy id -> whether compliance signed its archive off, for every earlier production deploy
     earlier_archives: dict[str, bool] = field(default_factory=dict)
     scaling: ScalingConfig | None = None
+    # What the target's Kubernetes manifests declare, when the deploy names them (or why they
+    # could not be read: a failure, never a skip).
+    manifests: ScalingConfig | None = None
+    manifests_error: str | None = None
 
 
 def failures(results: Sequence[RuleResult]) -> list[RuleResult]:
@@ -237,6 +243,10 @@ def evaluate(policy: Policy, keys: KeyDirectory, ctx: DeployContext) -> list[Rul
         )
     results.append(_window(policy, ctx))
     results.extend(_scaling(policy, ctx.scaling))
+    if ctx.manifests_error is not None:
+        results.append(RuleResult("kubernetes.manifests", False, ctx.manifests_error))
+    elif ctx.manifests is not None:
+        results.extend(_scaling(policy, ctx.manifests, "kubernetes"))
     return results
 
 
@@ -252,33 +262,41 @@ def _window(policy: Policy, ctx: DeployContext) -> RuleResult:
     return RuleResult("security.deploy_window", False, f"outside every deploy window ({allowed})")
 
 
-def _scaling(policy: Policy, config: ScalingConfig | None) -> list[RuleResult]:
+def _scaling(
+    policy: Policy, config: ScalingConfig | None, prefix: str = "scaling"
+) -> list[RuleResult]:
     rules = policy.scaling
     if config is None:
         return [
-            RuleResult("scaling.config", False, "the target's scaling configuration is unknown")
+            RuleResult(f"{prefix}.config", False, "the target's scaling configuration is unknown")
         ]
     api, workers = rules.api_replicas, rules.workers
+    api_max = config.api_replicas if config.api_replicas_max is None else config.api_replicas_max
+    replicas = (
+        f"{config.api_replicas}"
+        if api_max == config.api_replicas
+        else f"{config.api_replicas}-{api_max}"
+    )
     return [
         RuleResult(
-            "scaling.api_replicas",
-            api.min <= config.api_replicas <= api.max,
-            f"{config.source}: {config.api_replicas} API replica(s); policy {api.min}-{api.max}",
+            f"{prefix}.api_replicas",
+            api.min <= config.api_replicas <= api_max <= api.max,
+            f"{config.source}: {replicas} API replica(s); policy {api.min}-{api.max}",
         ),
         RuleResult(
-            "scaling.workers",
+            f"{prefix}.workers",
             workers.min <= config.workers_min <= config.workers_max <= workers.max,
             f"{config.source}: workers {config.workers_min}-{config.workers_max}; "
             f"policy {workers.min}-{workers.max}",
         ),
         RuleResult(
-            "scaling.target_queue_depth",
+            f"{prefix}.target_queue_depth",
             config.target_queue_depth <= workers.target_queue_depth,
             f"{config.source}: scales at {config.target_queue_depth} queued jobs per worker; "
             f"policy at most {workers.target_queue_depth}",
         ),
         RuleResult(
-            "scaling.edge_nodes",
+            f"{prefix}.edge_nodes",
             config.edge_nodes >= rules.edge_nodes.min,
             f"{config.source}: {config.edge_nodes} edge node(s); policy at least {rules.edge_nodes.min}",
         ),

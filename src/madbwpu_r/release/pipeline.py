@@ -84,6 +84,8 @@ class DeployRecord:
     # Production's release when the deploy started: where an automatic rollback returns to.
     previous_release: str | None = None
     grants: tuple[str, ...] = ()  # every grant id ever minted for this deploy (never re-used)
+    # The Kustomize directory whose `overlays/<env>` the scaling rules are also checked against.
+    kubernetes: str | None = None
 
     def next_step(self) -> str | None:
         for key in STEP_KEYS:
@@ -109,6 +111,7 @@ class DeployRecord:
             "steps": {k: v.to_json() for k, v in self.steps.items()},
             "previous_release": self.previous_release,
             "grants": list(self.grants),
+            "kubernetes": self.kubernetes,
         }
 
     @classmethod
@@ -125,6 +128,7 @@ class DeployRecord:
             steps={k: StepRecord.from_json(v) for k, v in data["steps"].items()},
             previous_release=data.get("previous_release"),
             grants=tuple(data.get("grants") or ()),
+            kubernetes=data.get("kubernetes"),
         )
 
 
@@ -137,6 +141,7 @@ def new_deploy(
     requester: str,
     previous_release: str | None,
     now: float,
+    kubernetes: str | None = None,
 ) -> DeployRecord:
     return DeployRecord(
         deploy_id="dep-" + uuid.uuid4().hex[:16],
@@ -147,6 +152,7 @@ def new_deploy(
         requester=requester,
         created_at=now,
         previous_release=previous_release,
+        kubernetes=kubernetes,
     )
 
 

@@ -218,7 +218,9 @@ class Releases:
             )
         self.store.add_revocation(revoke(self.keys.signing_key(actor), signed, time.time(), reason))
 
-    def validate(self, token: str, ref: str, env: str, requester: str) -> list[RuleResult]:
+    def validate(
+        self, token: str, ref: str, env: str, requester: str, kubernetes: str | None = None
+    ) -> list[RuleResult]:
         check_token(token)
         manifest = self.resolve(ref)
         now = time.time()
@@ -234,6 +236,7 @@ class Releases:
                 environment=env,
                 requester=requester,
                 now=now,
+                kubernetes=kubernetes,
             )
             results += evaluate(policy, self.keys, ctx)
         self.store.record(
@@ -250,7 +253,13 @@ class Releases:
         return self.http.get(f"{self.envs.api(env)}/v1/release").json().get("release_id")
 
     def start(
-        self, ref: str, env: str, token: str, actor: str, action: Literal["deploy", "rollback"]
+        self,
+        ref: str,
+        env: str,
+        token: str,
+        actor: str,
+        action: Literal["deploy", "rollback"],
+        kubernetes: str | None = None,
     ) -> DeployRecord:
         """A new deploy, or the unfinished one of the same release, environment and action."""
         check_token(token)
@@ -273,6 +282,7 @@ class Releases:
                 and earlier.action == action
                 and earlier.requester == actor
                 and earlier.token == token
+                and earlier.kubernetes == kubernetes
             ):
                 return earlier
         record = new_deploy(
@@ -283,6 +293,7 @@ class Releases:
             requester=actor,
             previous_release=self.served(env),
             now=time.time(),
+            kubernetes=kubernetes,
         )
         self.store.save_deploy(record, f"{action}.requested", {"token": token})
         return record

@@ -17,6 +17,7 @@ import orjson
 
 from madbwpu_r.blobs import BlobNotFound, BlobStoreError, content_key, open_blobs
 from madbwpu_r.config import EnvPaths, write_json_atomically
+from madbwpu_r.guardrail.kubernetes import ManifestsError, render_overlay, scaling_from_manifests
 from madbwpu_r.guardrail.policy import SecurityRules
 from madbwpu_r.guardrail.rules import (
     DeployContext,
@@ -42,7 +43,11 @@ __all__ = ["Environments", "TierRunner", "deploy_context"]
 class Environments:
     """The URLs of each environment's tiers and their scaling configuration (from `up`)."""
 
-    def __init__(self, endpoints: dict[str, Any], scaling: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        endpoints: dict[str, Any],
+        scaling: dict[str, Any] | None = None,
+    ):
         self.endpoints = endpoints
         self._scaling = scaling or {}
 
@@ -63,6 +68,18 @@ class Environments:
         return ScalingConfig(source=f"{env} running stack", **raw)
 
 
+def manifests_scaling(kubernetes: str | None, env: str) -> tuple[ScalingConfig | None, str | None]:
+    """What `KUBERNETES/overlays/ENV` declares, rendered now; or why it cannot be read."""
+    if kubernetes is None:
+        return None, None
+    overlay = Path(kubernetes) / "overlays" / env
+    try:
+        objects = render_overlay(overlay)
+        return scaling_from_manifests(objects, f"{env} manifests ({overlay})"), None
+    except ManifestsError as exc:
+        return None, str(exc)
+
+
 def deploy_context(
     store: ProjectStore,
     keys: LocalKeyring,
@@ -73,6 +90,7 @@ def deploy_context(
     requester: str,
     now: float,
     exclude_deploy: str | None = None,
+    kubernetes: str | None = None,
 ) -> DeployContext:
     earlier = {
         d.deploy_id: verified_signoff(store, keys, d.deploy_id)
@@ -81,6 +99,7 @@ def deploy_context(
         and "cutover" in d.steps
         and d.steps["cutover"].status == "passed"
     }
+    manifests, manifests_error = manifests_scaling(kubernetes, environment)
     return DeployContext(
         release_id=release_id,
         environment=environment,
@@ -89,6 +108,8 @@ def deploy_context(
         decisions=store.decisions(release_id),
         earlier_archives=earlier,
         scaling=envs.scaling(environment) if envs else None,
+        manifests=manifests,
+        manifests_error=manifests_error,
     )
 
 
@@ -249,6 +270,7 @@ class TierRunner:
                 requester=deploy.requester,
                 now=now,
                 exclude_deploy=deploy.deploy_id,
+                kubernetes=deploy.kubernetes,
             )
             results += evaluate(policy, self.keys, ctx)
         evidence = {"rules": [r.to_json() for r in results]}
