@@ -19,7 +19,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from madbwpu_r.cli.options import DEFAULT_DIR, DataDir, Env
+from madbwpu_r.cli.options import DEFAULT_DIR, DataDir, Env, QueueUrl, StoreUrl
 from madbwpu_r.config import EnvPaths
 
 __all__ = ["register"]
@@ -37,26 +37,6 @@ jobs_app = typer.Typer(
     no_args_is_help=True,
 )
 
-QueueUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--queue-url",
-        help=(
-            "Queue to read, e.g. redis://127.0.0.1:6379/0?prefix=NAME. "
-            "Default: the environment's SQLite file, sqlite:///DIR/<env>/state.sqlite."
-        ),
-    ),
-]
-StoreUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--store-url",
-        help=(
-            "Metadata store, e.g. postgresql://USER@HOST/DB?schema=S. "
-            "Default: the environment's SQLite file, sqlite:///DIR/<env>/state.sqlite."
-        ),
-    ),
-]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (one object per line).")]
 
 
