@@ -187,6 +187,21 @@ def test_metrics_are_prometheus_text(api):
     text = api.client.get("/metrics").text
     assert 'madbwpu_r_api_requests_total{route="/v1/heartbeat",status="200"}' in text
     assert "madbwpu_r_queue_ready" in text
+    assert 'madbwpu_r_queue_workers{queue="ingest"} 0.0' in text
+
+
+def test_metrics_count_the_workers_present_in_the_queue(api):
+    """Worker counts come from the queue, so a worker on any machine counts; no file is read."""
+    from madbwpu_r.queue import open_queue
+
+    # Another process's view of the same queue: the worker announces itself there.
+    with open_queue(api.state.settings.queue_url or api.state.paths.default_queue_url) as q:
+        q.announce("ingest-1", ["ingest"], ttl=60)
+        q.announce("ingest-2", ["ingest"], ttl=60)
+        assert 'madbwpu_r_queue_workers{queue="ingest"} 2.0' in api.client.get("/metrics").text
+        q.retire("ingest-1")
+    assert 'madbwpu_r_queue_workers{queue="ingest"} 1.0' in api.client.get("/metrics").text
+    assert not api.state.paths.supervisor_status.exists()
 
 
 def test_a_rerun_after_the_upload_was_consumed_returns_the_published_version(api):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import madbwpu_r.blobs as blobs
+from madbwpu_r._drivers import Backend
 from madbwpu_r.blobs import BlobConfigError, open_blobs
 
 
@@ -48,7 +49,7 @@ def test_missing_driver_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(
         blobs._BACKENDS,
         "s3",
-        ("madbwpu_r.blobs.s3", "S3BlobStore", "no_such_driver", "uv add boto3"),
+        Backend("madbwpu_r.blobs.s3", "S3BlobStore", ("no_such_driver",), "uv add boto3"),
     )
     with pytest.raises(BlobConfigError, match="run `uv add boto3`"):
         open_blobs("s3://bucket")

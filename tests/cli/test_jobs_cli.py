@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from madbwpu_r.cli.main import app
-from madbwpu_r.config import EnvPaths, write_json_atomically
+from madbwpu_r.config import EnvPaths
 from madbwpu_r.queue import Queue, open_queue
 
 WIDE = {"COLUMNS": "200", "NO_COLOR": "1"}
@@ -131,12 +129,11 @@ def test_unknown_environment_and_bad_queue_url(data_dir: Path) -> None:
     assert "unknown queue URL scheme" in result.stderr
 
 
-def test_status_shows_depth_and_supervisor_workers(queue: Queue, data_dir: Path) -> None:
+def test_status_shows_depth_and_the_workers_the_queue_knows(queue: Queue, data_dir: Path) -> None:
     make_dead(queue, {"task": "ingest"})
     for i in range(3):
         queue.enqueue("ingest", {"task": "ingest", "i": i})
     queue.enqueue("derive", {"task": "derive"}, delay=3600)
-    paths = EnvPaths(data_dir, "staging")
 
     result = run("status", "--data-dir", str(data_dir), "--json")
     assert result.exit_code == 0, result.output
@@ -144,21 +141,21 @@ def test_status_shows_depth_and_supervisor_workers(queue: Queue, data_dir: Path)
     rows = {row["queue"]: row for row in state["queues"]}
     assert rows["ingest"]["ready"] == 3 and rows["ingest"]["dead"] == 1
     assert rows["derive"]["scheduled"] == 1
-    assert "not running" in state["supervisor"]
+    assert rows["ingest"]["workers"] == rows["derive"]["workers"] == 0
 
-    status = {
-        "pid": os.getpid(),  # a live process stands in for the supervisor
-        "running": True,
-        "updated_at": time.time(),
-        "policy": {"interval": 1.0},
-        "queues": {"ingest": {"workers": 2, "desired": 3, "pids": [11, 12]}},
-    }
-    write_json_atomically(paths.supervisor_status, status)
+    # Workers announce themselves in the queue (from any process or machine); no file is read.
+    queue.announce("ingest-1", ["ingest"], ttl=60)
+    queue.announce("ingest-2", ["ingest"], ttl=60)
+    queue.announce("derive-1", ["derive"], ttl=60)
     result = run("status", "--data-dir", str(data_dir))
     assert result.exit_code == 0, result.output
     ingest_line = next(line for line in result.output.splitlines() if "ingest" in line)
-    assert "2 (-> 3)" in ingest_line
-    assert "supervisor: running" in result.output
+    assert ingest_line.replace("│", " ").split()[-1] == "2"
+    result = run("status", "--data-dir", str(data_dir), "--json", "--queue", "derive")
+    assert [(r["queue"], r["workers"]) for r in orjson.loads(result.stdout)["queues"]] == [
+        ("derive", 1)
+    ]
+    assert not EnvPaths(data_dir, "staging").supervisor_status.exists()
 
 
 def test_help_explains_every_command() -> None:

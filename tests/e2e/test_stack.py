@@ -168,8 +168,13 @@ def test_endpoints_and_heartbeat(stack):
             assert stack.http.get(f"{url}/healthz").status_code == 200
         beat = stack.http.get(f"{tiers['api']}/v1/heartbeat")
         assert beat.status_code == 200 and beat.json()["environment"] == env
-        metrics = stack.http.get(f"{tiers['api']}/metrics").text
-        assert 'madbwpu_r_queue_workers{queue="ingest"} 1.0' in metrics
+        # The supervisor's one idle worker, counted by the presence it announces in the queue.
+        deadline = time.monotonic() + 60
+        while 'madbwpu_r_queue_workers{queue="ingest"} 1.0' not in (
+            metrics := stack.http.get(f"{tiers['api']}/metrics").text
+        ):
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.2)
         # Through the edge, the heartbeat is never served from cache.
         for _ in range(2):
             through = stack.http.get(f"{tiers['edge']}/v1/heartbeat")

@@ -27,6 +27,14 @@ def test_an_unknown_scheme_is_a_clear_error():
         open_purger(["ftp://edge"])
 
 
+def test_a_missing_driver_gives_its_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import madbwpu_r.purge as purge_registry
+
+    monkeypatch.setitem(purge_registry._SCHEMES, "redis", ("redis", "no_such_driver", "uv add x"))
+    with pytest.raises(PurgeConfigError, match="the redis purger needs .* run `uv add x`"):
+        open_purger(["redis://127.0.0.1:6379/0"])
+
+
 def test_the_message_is_the_edges_own_type():
     from madbwpu_r.edge import admin, subscriber
 

@@ -336,3 +336,53 @@ def test_sweep_forgets_only_old_succeeded_jobs(q: Queue) -> None:
     assert q.get(dead).state == "dead" and q.get(waiting).state == "ready"
     with pytest.raises(InvalidJob):
         q.sweep_succeeded(older_than=-1)
+
+
+def test_workers_announce_renew_move_and_retire(make_queue: Callable[..., Queue]) -> None:
+    """Presence is shared through the queue: another connection (process) sees the counts."""
+    q, other = make_queue(), make_queue()
+    assert other.workers("ingest") == 0
+    q.announce("ingest-1", ["ingest"], ttl=60)
+    q.announce("ingest-2", ["ingest", "derive"], ttl=60)
+    assert (other.workers("ingest"), other.workers("derive"), other.workers("mail")) == (2, 1, 0)
+    q.announce("ingest-1", ["ingest"], ttl=60)  # a renewal is the same worker, not another
+    assert other.workers("ingest") == 2
+    q.announce("ingest-2", ["mail"], ttl=60)  # announcing again replaces the queues
+    assert (other.workers("ingest"), other.workers("derive"), other.workers("mail")) == (1, 0, 1)
+    other.retire("ingest-1")
+    other.retire("never-announced")
+    assert (q.workers("ingest"), q.workers("mail")) == (0, 1)
+    q.announce("ingest-2", [], ttl=60)  # serving nothing: counted nowhere
+    assert q.workers("mail") == 0
+
+
+def test_workers_expire_when_no_longer_announced(q: Queue) -> None:
+    """A killed worker never retires: its presence ends with its ttl, and is then cleaned up."""
+    q.announce("killed", ["ingest"], ttl=0.05)
+    q.announce("alive", ["ingest"], ttl=3600)
+    time.sleep(0.1)
+    assert q.workers("ingest") == 1
+    q.announce("alive", ["ingest"], ttl=3600)  # removes the expired record on its way
+    assert q.workers("ingest") == 1
+    q.retire("alive")
+    assert q.workers("ingest") == 0
+
+
+@pytest.mark.parametrize(
+    ("worker", "queues", "ttl"),
+    [
+        ("", ["ingest"], 10.0),
+        ("has space", ["ingest"], 10.0),
+        ("w" * 129, ["ingest"], 10.0),
+        ("w", ["bad queue!"], 10.0),
+        ("w", ["ingest"], 0.0),
+        ("w", ["ingest"], float("nan")),
+        ("w", ["ingest"], float("inf")),
+    ],
+)
+def test_announce_rejects_bad_input(q: Queue, worker: str, queues: list[str], ttl: float) -> None:
+    with pytest.raises(InvalidJob):
+        q.announce(worker, queues, ttl)
+    with pytest.raises(InvalidJob):
+        q.workers("bad queue!")
+    assert q.workers("ingest") == 0

@@ -29,11 +29,11 @@ def test_depth_gauges_per_queue(tmp_path: Path) -> None:
         (job,) = q.claim(["ingest"], n=1)
         q.nack(job, "boom", retry=False)
         q.claim(["ingest"], n=1)
+        q.announce("ingest-1", ["ingest"], ttl=60)
+        q.announce("ingest-2", ["ingest"], ttl=60)
 
         registry = CollectorRegistry()
-        registry.register(
-            QueueCollector(lambda: open_queue(url), ["ingest", "derive"], lambda: {"ingest": 2})
-        )
+        registry.register(QueueCollector(lambda: open_queue(url), ["ingest", "derive"]))
         got = scrape(registry)
     finally:
         q.close()

@@ -145,3 +145,21 @@ def test_rejects_bad_options(q: Queue) -> None:
         Worker(q, {}, lease=0)
     with pytest.raises(ValueError):
         Worker(q, {}, prefetch=0)
+
+
+def test_running_workers_are_counted_through_the_queue(make_queue) -> None:
+    """Two workers with one name are two; another connection counts them; a stop retires."""
+    q, observer = make_queue(), make_queue()
+    workers = [
+        Worker(q, {"work": lambda job: None}, lease=30, name="ingest-1", install_signals=False)
+        for _ in range(2)
+    ]
+    threads = [start(w) for w in workers]
+    wait_for(lambda: observer.workers("work") == 2)
+    assert observer.workers("other") == 0
+    workers[0].stop()
+    threads[0].join(10)
+    assert observer.workers("work") == 1  # retired at once, not after its 30 s lease
+    workers[1].stop()
+    threads[1].join(10)
+    assert observer.workers("work") == 0

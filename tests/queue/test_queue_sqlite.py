@@ -25,7 +25,7 @@ def db(tmp_path: Path):
 def test_queue_tables_share_the_file_and_are_prefixed(db) -> None:
     _, conn = db
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"requests", "queue_jobs"}
+    assert tables == {"requests", "queue_jobs", "queue_workers"}
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 

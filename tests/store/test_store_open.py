@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from madbwpu_r._drivers import Backend
 from madbwpu_r.store import StoreConfigError, StoreUnavailable, open_store
 from madbwpu_r.store.sqlite import SQLiteMetadataStore
 
@@ -13,6 +14,15 @@ from madbwpu_r.store.sqlite import SQLiteMetadataStore
 def test_unknown_scheme_names_the_known_ones() -> None:
     with pytest.raises(StoreConfigError, match="known: postgres, postgresql, sqlite"):
         open_store("mysql://localhost/db")
+
+
+def test_a_missing_driver_gives_its_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import madbwpu_r.store as store_registry
+
+    missing = Backend("madbwpu_r.store.postgres", "X", ("psycopg", "no_such_pool"), "uv add p")
+    monkeypatch.setitem(store_registry._BACKENDS, "postgresql", missing)
+    with pytest.raises(StoreConfigError, match="the postgresql store needs the 'no_such_pool'"):
+        open_store("postgresql://postgres@127.0.0.1/test")
 
 
 def test_bad_options_are_refused(tmp_path: Path) -> None:

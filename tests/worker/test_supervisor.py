@@ -19,7 +19,6 @@ from madbwpu_r.worker.supervisor import (
     Supervisor,
     desired_workers,
     read_status,
-    worker_counts_from_status,
 )
 from tests.queue.queue_backends import BACKENDS, base_url
 
@@ -108,6 +107,12 @@ def supervisor(tmp_path: Path, queue_url: str) -> Iterator[Supervisor]:
     sup.stop(timeout=10.0)
 
 
+def written_counts(path: Path) -> dict[str, int]:
+    """Workers per queue in the supervisor's own file (what a restarted supervisor reads)."""
+    queues = (read_status(path) or {}).get("queues", {})
+    return {queue: info["workers"] for queue, info in queues.items()}
+
+
 def test_scales_up_on_depth_down_when_idle_and_respawns(
     supervisor: Supervisor, queue_url: str, tmp_path: Path
 ) -> None:
@@ -126,7 +131,7 @@ def test_scales_up_on_depth_down_when_idle_and_respawns(
         assert supervisor.worker_count("derive") == 1
         started = (out / "ingest-1.started").read_text().split()
         assert started[1:] == ["ingest", "from-supervisor"]
-        wait_for(lambda: worker_counts_from_status(status_path) == {"ingest": 3, "derive": 1})
+        wait_for(lambda: written_counts(status_path) == {"ingest": 3, "derive": 1})
         state = read_status(status_path)
         assert state is not None and state["running"] is True
         assert sorted(state["queues"]["ingest"]["pids"]) == sorted(supervisor.pids("ingest"))
@@ -157,7 +162,6 @@ def test_scales_up_on_depth_down_when_idle_and_respawns(
             os.kill(pid, 0)
     state = read_status(status_path)
     assert state is not None and state["running"] is False
-    assert worker_counts_from_status(status_path) == {}
 
 
 def test_depth_source_down_keeps_the_floor(tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ from madbwpu_r.problems import install_problem_handlers, problem_response
 from madbwpu_r.queue import QueueUnavailable
 from madbwpu_r.queue.metrics import QueueCollector
 from madbwpu_r.store import StoreUnavailable
-from madbwpu_r.worker.supervisor import read_status
 
 
 class MetricsMiddleware:
@@ -55,14 +54,6 @@ class MetricsMiddleware:
             name = getattr(route, "path", "unmatched")
             self.requests.labels(name, str(status)).inc()
             self.latency.labels(name).observe(time.perf_counter() - start)
-
-
-def supervised_workers(state: ApiState) -> dict[str, int]:
-    """Workers per queue as the local supervisor last wrote them (none when it does not run)."""
-    status = read_status(state.paths.supervisor_status) or {}
-    if not status.get("running"):
-        return {}
-    return {queue: info["workers"] for queue, info in status.get("queues", {}).items()}
 
 
 async def _refused(request: Request, exc: Exception) -> Response:
@@ -101,9 +92,7 @@ def create_app(settings: ApiSettings) -> Starlette:
     app.state.audit = audit_api
     release.attach(app, state)
     registry = CollectorRegistry()
-    registry.register(
-        QueueCollector(state.queue, [INGEST_QUEUE], workers=lambda: supervised_workers(state))
-    )
+    registry.register(QueueCollector(state.queue, [INGEST_QUEUE]))
     app.state.api = state
     app.state.registry = registry
     install_problem_handlers(app)

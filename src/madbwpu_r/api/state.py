@@ -73,13 +73,14 @@ class ApiState:
                 settings.cache_dir or default_cache_dir(blob_url),
                 settings.cache_size,
             )
+            # A bad --edge / --redis-url must not leave the ports above open.
+            self.invalidator: Purger = open_purger(
+                [*settings.edges, *([settings.redis_url] if settings.redis_url else [])],
+                token=settings.purge_token,
+                channel=settings.redis_channel,
+            )
             opened.pop_all()
         self.versions = VersionLibrary(self.blobs, cache)
-        self.invalidator: Purger = open_purger(
-            [*settings.edges, *([settings.redis_url] if settings.redis_url else [])],
-            token=settings.purge_token,
-            channel=settings.redis_channel,
-        )
         self.relay = OutboxRelay(self.store, deliverers(self.queue, self.invalidator))
         self.catalog = Catalog(
             self.store,

@@ -9,10 +9,9 @@ retries, connect_timeout, read_timeout (s). Keys are relative to the URL's direc
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from madbwpu_r._drivers import Backend, backend_class
 from madbwpu_r.blobs.cache import (
     CACHE_SIZE_ENV,
     DEFAULT_CACHE_BYTES,
@@ -56,28 +55,15 @@ __all__ = [
     "put_async",
 ]
 
-# scheme -> (module, class, driver module, install hint)
-_BACKENDS: dict[str, tuple[str, str, str, str]] = {
-    "file": ("madbwpu_r.blobs.file", "FileBlobStore", "os", "nothing (built in)"),
-    "s3": ("madbwpu_r.blobs.s3", "S3BlobStore", "boto3", "uv add boto3"),
+_BACKENDS: dict[str, Backend] = {
+    "file": Backend("madbwpu_r.blobs.file", "FileBlobStore"),
+    "s3": Backend("madbwpu_r.blobs.s3", "S3BlobStore", ("boto3",), "uv add boto3"),
 }
 
 
 def open_blobs(url: str) -> BlobStore:
     """Open the blob store named by `url` (no network traffic until the first call)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _BACKENDS:
-        known = ", ".join(sorted(_BACKENDS))
-        raise BlobConfigError(f"unknown blob URL scheme {scheme!r} in {url!r} (known: {known})")
-    module_name, class_name, driver, hint = _BACKENDS[scheme]
-    try:
-        importlib.import_module(driver)
-    except ImportError:
-        raise BlobConfigError(
-            f"the {scheme} blob store needs the {driver!r} driver: run `{hint}`"
-        ) from None
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    cls: Any = getattr(importlib.import_module(module_name), class_name)
+    cls = backend_class(url, _BACKENDS, "blob store", BlobConfigError)
+    options = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
     store: BlobStore = cls.from_url(url, options)
     return store

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 import typer
 
+from madbwpu_r.cli.options import check_redis_url
+
 _SIZE = re.compile(r"^\s*(\d+)\s*(k|ki|kib|kb|m|mi|mib|mb|g|gi|gib|gb)?\s*$", re.IGNORECASE)
 _UNITS = {"k": 2**10, "m": 2**20, "g": 2**30}
 
@@ -166,10 +168,7 @@ def register(app: typer.Typer) -> None:
         from madbwpu_r.logs import configure_logging
 
         host, port = parse_listen(listen)
-        if redis_url and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
-            raise typer.BadParameter(
-                f"{redis_url!r} is not a redis:// URL", param_hint="--redis-url"
-            )
+        check_redis_url(redis_url)
         limit, object_limit = parse_size(max_bytes), parse_size(max_object_bytes)
         if object_limit > limit:
             raise typer.BadParameter("--max-object-bytes must not exceed --max-bytes")

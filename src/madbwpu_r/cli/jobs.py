@@ -1,7 +1,7 @@
 """`madbwpu-r jobs ...` and `madbwpu-r status`: what the background workers are doing.
 
-Both read the queue directly (and the supervisor's status file), so they work while the
-API is down, which is exactly when an operator needs them.
+Both read the queue directly, worker counts included (workers announce themselves there),
+so they work while the API is down, which is exactly when an operator needs them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from madbwpu_r.cli.options import DEFAULT_DIR, DataDir, Env
+from madbwpu_r.cli.options import DEFAULT_DIR, DataDir, Env, QueueUrl, StoreUrl
 from madbwpu_r.config import EnvPaths
 
 __all__ = ["register"]
@@ -37,26 +37,6 @@ jobs_app = typer.Typer(
     no_args_is_help=True,
 )
 
-QueueUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--queue-url",
-        help=(
-            "Queue to read, e.g. redis://127.0.0.1:6379/0?prefix=NAME. "
-            "Default: the environment's SQLite file, sqlite:///DIR/<env>/state.sqlite."
-        ),
-    ),
-]
-StoreUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--store-url",
-        help=(
-            "Metadata store, e.g. postgresql://USER@HOST/DB?schema=S. "
-            "Default: the environment's SQLite file, sqlite:///DIR/<env>/state.sqlite."
-        ),
-    ),
-]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (one object per line).")]
 
 
@@ -282,22 +262,6 @@ def _acting(data_dir: Path, actor: str, key_file: Path | None) -> str:
         return acting_key(data_dir, directory, actor, key_file).name
 
 
-def _supervisor(path: Path) -> tuple[dict[str, Any], str]:
-    from madbwpu_r.worker.supervisor import pid_alive, read_status
-
-    state = read_status(path)
-    if state is None:
-        return {}, f"supervisor: not running (no {path})"
-    pid = int(state.get("pid", 0))
-    age = time.time() - float(state.get("updated_at", 0))
-    interval = float(state.get("policy", {}).get("interval", 1.0))
-    if not state.get("running"):
-        return {}, f"supervisor: stopped (pid {pid}, {_ago(age)} ago)"
-    if not pid_alive(pid) or age > max(15.0, 5 * interval):
-        return {}, f"supervisor: not answering (pid {pid}, last update {_ago(age)} ago)"
-    return state.get("queues", {}), f"supervisor: running, pid {pid}, updated {_ago(age)} ago"
-
-
 def status(
     data_dir: DataDir = DEFAULT_DIR,
     env: Env = "staging",
@@ -310,19 +274,16 @@ def status(
 ) -> None:
     """Queue depth and workers per queue for one environment.
 
-    Per queue: ready, in flight, scheduled (delayed or backing off), dead, the age of the oldest ready job, and the workers the local supervisor runs (from DIR/<env>/supervisor.json).
+    Per queue: ready, in flight, scheduled (delayed or backing off), dead, the age of the oldest ready job, and the live workers: those that announced themselves to the queue within their lease, wherever they run.
     """
-    paths = EnvPaths(data_dir, env)
-    pools, sup_line = _supervisor(paths.supervisor_status)
     with _open(data_dir, env, queue_url) as q:
         names = list(queue or [])
         if not names:
-            known = list(pools) + [j.queue for j in q.list(limit=1000)] + list(DEFAULT_QUEUES)
+            known = [j.queue for j in q.list(limit=1000)] + list(DEFAULT_QUEUES)
             names = sorted(dict.fromkeys(known))
-        depths = {name: q.depth(name) for name in names}
+        depths = {name: (q.depth(name), q.workers(name)) for name in names}
     rows = []
-    for name, d in depths.items():
-        pool = pools.get(name, {})
+    for name, (d, workers) in depths.items():
         rows.append(
             {
                 "queue": name,
@@ -331,21 +292,16 @@ def status(
                 "scheduled": d.scheduled,
                 "dead": d.dead,
                 "oldest_ready_age_seconds": round(d.oldest_ready_age, 3),
-                "workers": pool.get("workers", 0),
-                "desired": pool.get("desired"),
-                "pids": pool.get("pids", []),
+                "workers": workers,
             }
         )
     if as_json:
-        typer.echo(orjson.dumps({"env": env, "supervisor": sup_line, "queues": rows}).decode())
+        typer.echo(orjson.dumps({"env": env, "queues": rows}).decode())
         return
     table = Table(title=f"Queues ({env})")
     for col in ("QUEUE", "READY", "IN FLIGHT", "SCHEDULED", "DEAD", "OLDEST READY", "WORKERS"):
         table.add_column(col, justify="left" if col == "QUEUE" else "right")
     for row in rows:
-        workers = str(row["workers"])
-        if row["desired"] is not None and row["desired"] != row["workers"]:
-            workers += f" (-> {row['desired']})"
         table.add_row(
             row["queue"],
             str(row["ready"]),
@@ -353,11 +309,9 @@ def status(
             str(row["scheduled"]),
             f"[red]{row['dead']}[/]" if row["dead"] else "0",
             _ago(row["oldest_ready_age_seconds"]) if row["ready"] else "-",
-            workers,
+            str(row["workers"]),
         )
-    console = Console()
-    console.print(table)
-    console.print(sup_line)
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,16 @@ from rich.console import Console
 from rich.table import Table
 
 from madbwpu_r.cli.edge import parse_size
-from madbwpu_r.cli.options import DEFAULT_DIR, DataDir, Env, split_listen
+from madbwpu_r.cli.options import (
+    DEFAULT_DIR,
+    BlobUrl,
+    DataDir,
+    Env,
+    QueueUrl,
+    RedisUrl,
+    StoreUrl,
+    split_listen,
+)
 from madbwpu_r.config import EnvPaths, ensure_data_dir, load_or_create_secrets
 from madbwpu_r.logs import configure_logging
 from madbwpu_r.stopsignals import StopSignals
@@ -68,31 +77,10 @@ def up(
             help="API processes per environment; each edge balances its misses over all of them.",
         ),
     ] = 1,
-    queue_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Scale-out job queue instead of the SQLite file: redis://HOST:6379/0 or "
-            "postgresql://USER@HOST/DB (each environment gets its own key prefix / schema)."
-        ),
-    ] = None,
-    store_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Scale-out metadata store instead of the SQLite file: postgresql://USER@HOST/DB "
-            "(each environment gets its own schema)."
-        ),
-    ] = None,
-    blob_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Scale-out blob store instead of DIR/<env>/blobs: s3://BUCKET/PREFIX, endpoint "
-            "and credentials from the AWS_* settings (each environment gets its own prefix)."
-        ),
-    ] = None,
-    redis_url: Annotated[
-        str | None,
-        typer.Option(help="Also fan purges out over Redis pub/sub (one channel per environment)."),
-    ] = None,
+    queue_url: QueueUrl = None,
+    store_url: StoreUrl = None,
+    blob_url: BlobUrl = None,
+    redis_url: RedisUrl = None,
     max_upload_bytes: MaxUpload = DEFAULT_MAX_UPLOAD,
 ) -> None:
     """Start staging and production: an edge, an API and workers each, on embedded defaults.
@@ -161,36 +149,10 @@ def api(
         list[str] | None,
         typer.Option(help="An edge URL to purge on data changes (repeat for each edge)."),
     ] = None,
-    queue_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="MADBWPU_R_QUEUE_URL",
-            help="Job queue URL (default: the environment's SQLite file).",
-        ),
-    ] = None,
-    store_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="MADBWPU_R_STORE_URL",
-            help="Metadata store URL: sqlite:///PATH or postgresql://USER@HOST/DB?schema=S "
-            "(default: the environment's SQLite file).",
-        ),
-    ] = None,
-    blob_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="MADBWPU_R_BLOB_URL",
-            help="Blob store for uploads and version files: file:///DIR or s3://BUCKET/PREFIX "
-            "(default: file://DIR/<env>/blobs).",
-        ),
-    ] = None,
-    redis_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="MADBWPU_R_REDIS_URL",
-            help="Also publish purges on this Redis (edges subscribed to it).",
-        ),
-    ] = None,
+    queue_url: QueueUrl = None,
+    store_url: StoreUrl = None,
+    blob_url: BlobUrl = None,
+    redis_url: RedisUrl = None,
     redis_channel: Annotated[
         str, typer.Option(help="Pub/sub channel of the purges.")
     ] = "madbwpu-r:edge:purge",
@@ -220,6 +182,7 @@ def api(
     from madbwpu_r.api.protocol import ProblemHttpToolsProtocol
     from madbwpu_r.api.state import ApiSettings
     from madbwpu_r.blobs import BlobStoreError
+    from madbwpu_r.purge import PurgeError
     from madbwpu_r.queue import QueueError
     from madbwpu_r.store import StoreError
 
@@ -244,8 +207,8 @@ def api(
     )
     try:
         app = create_app(settings)
-    except (StoreError, QueueError, BlobStoreError) as exc:
-        console.print(f"[red]error:[/red] {env} API cannot start: {exc}")
+    except (StoreError, QueueError, BlobStoreError, PurgeError) as exc:
+        console.print(f"[red]error:[/red] {env} API cannot start: {exc}", highlight=False)
         raise typer.Exit(1) from None
     uvicorn.run(
         app,
@@ -271,21 +234,8 @@ def worker(
             help="The environment's API URL (results go there); repeat for each API process.",
         ),
     ] = None,
-    queue_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="MADBWPU_R_QUEUE_URL",
-            help="Job queue URL (default: the environment's SQLite file).",
-        ),
-    ] = None,
-    blob_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="MADBWPU_R_BLOB_URL",
-            help="Blob store for uploads and version files: file:///DIR or s3://BUCKET/PREFIX "
-            "(default: file://DIR/<env>/blobs).",
-        ),
-    ] = None,
+    queue_url: QueueUrl = None,
+    blob_url: BlobUrl = None,
     name: Annotated[str, typer.Option(help="Worker name, shown in logs and job claims.")] = "",
     lease: Annotated[
         float, typer.Option(help="Lease in seconds, renewed while a job runs.")
@@ -302,8 +252,8 @@ def worker(
 
     SIGTERM finishes (or releases) the current job, then exits.
     """
-    from madbwpu_r.blobs import open_blobs
-    from madbwpu_r.queue import open_queue
+    from madbwpu_r.blobs import BlobStoreError, open_blobs
+    from madbwpu_r.queue import QueueError, open_queue
     from madbwpu_r.worker.api_client import ApiClient
     from madbwpu_r.worker.ingest import IngestHandler
     from madbwpu_r.worker.runner import Worker
@@ -315,8 +265,17 @@ def worker(
     configure_logging(name)
     paths = EnvPaths(data_dir.resolve(), env)
     secrets = load_or_create_secrets(data_dir, env)
-    queue = open_queue(queue_url or paths.default_queue_url)
-    blobs = open_blobs(blob_url or paths.default_blob_url)
+    try:
+        queue = open_queue(queue_url or paths.default_queue_url)
+    except QueueError as exc:
+        console.print(f"[red]error:[/red] {env} worker cannot start: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    try:
+        blobs = open_blobs(blob_url or paths.default_blob_url)
+    except BlobStoreError as exc:
+        queue.close()
+        console.print(f"[red]error:[/red] {env} worker cannot start: {exc}", highlight=False)
+        raise typer.Exit(1) from None
     client = ApiClient(list(api), secrets["worker_token"])
     runner = Worker(
         queue,

@@ -8,10 +8,10 @@ All targets share one numbering (epoch + seq), so an edge that missed a purge ca
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from madbwpu_r._drivers import require_drivers
 from madbwpu_r.purge.errors import PurgeConfigError, PurgeError
 from madbwpu_r.purge.message import DEFAULT_CHANNEL, PurgeMessage
 from madbwpu_r.purge.port import Delivery, Purger, PurgeReport
@@ -54,12 +54,7 @@ def open_purger(
             known = ", ".join(sorted(_SCHEMES))
             raise PurgeConfigError(f"unknown purge target scheme in {url!r} (known: {known})")
         kind, driver, hint = _SCHEMES[scheme]
-        try:
-            importlib.import_module(driver)
-        except ImportError:
-            raise PurgeConfigError(
-                f"{scheme} purges need the {driver!r} driver: run `{hint}`"
-            ) from None
+        require_drivers([driver], f"the {scheme} purger", hint, PurgeConfigError)
         (edges if kind == "http" else pubsub).append(url)
     from madbwpu_r.purge.http import HttpPurger
 

@@ -9,10 +9,9 @@ Query parameters common to all: lease (s), max_attempts, backoff (base s), backo
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from madbwpu_r._drivers import Backend, backend_class
 from madbwpu_r.queue.errors import InvalidJob, QueueConfigError, QueueError, QueueUnavailable
 from madbwpu_r.queue.port import (
     DEFAULT_LEASE,
@@ -41,40 +40,25 @@ __all__ = [
     "open_queue",
 ]
 
-# scheme -> (module, class, driver module, install hint)
-_BACKENDS: dict[str, tuple[str, str, str, str]] = {
-    "sqlite": ("madbwpu_r.queue.sqlite", "SQLiteQueue", "sqlite3", "a Python built with sqlite3"),
-    "redis": ("madbwpu_r.queue.redis", "RedisQueue", "redis", "uv add redis"),
-    "rediss": ("madbwpu_r.queue.redis", "RedisQueue", "redis", "uv add redis"),
-    "postgresql": (
-        "madbwpu_r.queue.postgres",
-        "PostgresQueue",
-        "psycopg",
-        "uv add 'psycopg[binary]'",
+_REDIS = Backend("madbwpu_r.queue.redis", "RedisQueue", ("redis",), "uv add redis")
+_POSTGRES = Backend(
+    "madbwpu_r.queue.postgres", "PostgresQueue", ("psycopg",), "uv add 'psycopg[binary]'"
+)
+_BACKENDS: dict[str, Backend] = {
+    "sqlite": Backend(
+        "madbwpu_r.queue.sqlite", "SQLiteQueue", ("sqlite3",), "a Python built with sqlite3"
     ),
-    "postgres": (
-        "madbwpu_r.queue.postgres",
-        "PostgresQueue",
-        "psycopg",
-        "uv add 'psycopg[binary]'",
-    ),
+    "redis": _REDIS,
+    "rediss": _REDIS,
+    "postgresql": _POSTGRES,
+    "postgres": _POSTGRES,
 }
 
 
 def open_queue(url: str, *, lease: float | None = None, policy: RetryPolicy | None = None) -> Queue:
     """Open the queue named by `url`; keyword arguments override the URL's query parameters."""
+    cls = backend_class(url, _BACKENDS, "queue", QueueConfigError)
     parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _BACKENDS:
-        known = ", ".join(sorted(_BACKENDS))
-        raise QueueConfigError(f"unknown queue URL scheme {scheme!r} in {url!r} (known: {known})")
-    module_name, class_name, driver, hint = _BACKENDS[scheme]
-    try:
-        importlib.import_module(driver)
-    except ImportError:
-        raise QueueConfigError(
-            f"the {scheme} queue needs the {driver!r} driver: run `{hint}`"
-        ) from None
     options = dict(parse_qsl(parts.query))
     try:
         base = RetryPolicy()
@@ -90,6 +74,5 @@ def open_queue(url: str, *, lease: float | None = None, policy: RetryPolicy | No
         options.pop(name, None)
     if policy.max_attempts < 1 or policy.backoff_base < 0 or lease <= 0:
         raise QueueConfigError(f"queue options out of range in {url!r}")
-    cls: Any = getattr(importlib.import_module(module_name), class_name)
     queue: Queue = cls.from_url(url, options, policy=policy, lease=lease)
     return queue

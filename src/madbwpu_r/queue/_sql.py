@@ -5,7 +5,8 @@ by comparing `run_at` with now; `token` counts claims and is the fencing receipt
 statement here is written once with `?` placeholders and a `{t}` table name, which `_sql`
 turns into the backend's own. A backend brings only what really differs: its connection and
 transactions (`_write`, `_transaction`), its column types, its claim statement and the mapping
-of its driver's errors.
+of its driver's errors. Worker presence is a second table `{w}`, one row per worker and queue
+with the time it expires.
 """
 
 from __future__ import annotations
@@ -42,7 +43,14 @@ CREATE UNIQUE INDEX IF NOT EXISTS queue_jobs_idempotency
     ON {t} (queue, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS queue_jobs_ready ON {t} (queue, state, priority DESC, run_at);
 CREATE INDEX IF NOT EXISTS queue_jobs_lease ON {t} (state, lease_until);
-CREATE INDEX IF NOT EXISTS queue_jobs_recent ON {t} (enqueued_at)
+CREATE INDEX IF NOT EXISTS queue_jobs_recent ON {t} (enqueued_at);
+CREATE TABLE IF NOT EXISTS {w} (
+    worker TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    expires_at {real} NOT NULL,         -- presence: counted until then unless renewed
+    PRIMARY KEY (worker, queue)
+);
+CREATE INDEX IF NOT EXISTS queue_workers_live ON {w} (queue, expires_at)
 """
 
 _INSERT = (
@@ -58,10 +66,11 @@ _FENCE = "id = ? AND token = ? AND state = 'running'"
 
 
 class SQLQueue(Queue):
-    """A `Queue` over one `{t}` table; subclasses set `_db`, `_table` and `_mark`."""
+    """A `Queue` over a `{t}` and a `{w}` table; subclasses set `_db`, the tables and `_mark`."""
 
     _db: Any
     _table: str  # the (qualified) table name put in for {t}
+    _workers_table: str  # the (qualified) presence table put in for {w}
     _mark: str  # the driver's placeholder put in for ?
 
     def __init__(self, *, policy: RetryPolicy | None = None, lease: float = DEFAULT_LEASE):
@@ -81,7 +90,8 @@ class SQLQueue(Queue):
     # ---- plumbing ---------------------------------------------------------------------------
 
     def _sql(self, text: str) -> Any:
-        return text.replace("{t}", self._table).replace("?", self._mark)
+        text = text.replace("{t}", self._table).replace("{w}", self._workers_table)
+        return text.replace("?", self._mark)
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Any]:
@@ -175,6 +185,25 @@ class SQLQueue(Queue):
             " WHERE id = ? AND state = 'dead'"
         )
         return self._fenced(sql, [(now, now, job_id)])[0]
+
+    def _announce(self, worker: str, queues: list[str], until: float, now: float) -> None:
+        insert = self._sql("INSERT INTO {w} (worker, queue, expires_at) VALUES (?, ?, ?)")
+        with self._write() as db:
+            # Expired rows of every worker go too, so killed workers leave nothing behind.
+            db.execute(
+                self._sql("DELETE FROM {w} WHERE worker = ? OR expires_at <= ?"), (worker, now)
+            )
+            for queue in queues:
+                db.execute(insert, (worker, queue, until))
+
+    def _retire(self, worker: str) -> None:
+        with self._write() as db:
+            db.execute(self._sql("DELETE FROM {w} WHERE worker = ?"), (worker,))
+
+    def _workers(self, queue: str, now: float) -> int:
+        sql = self._sql("SELECT count(*) FROM {w} WHERE queue = ? AND expires_at > ?")
+        with self._read() as db:
+            return int(db.execute(sql, (queue, now)).fetchone()[0])
 
     def _depth(self, queue: str, now: float) -> Depth:
         sql = self._sql(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
@@ -29,6 +29,7 @@ _GAUGES = (
         "Age of the oldest ready job; grows when workers cannot keep up.",
     ),
 )
+_WORKERS_DOC = "Worker processes whose presence the queue holds (announced, not expired)."
 
 
 class QueueCollector(Collector):
@@ -36,22 +37,20 @@ class QueueCollector(Collector):
 
     `queue` is a Queue (shared by every scrape) or a factory such as
     `lambda: open_queue(url)`, called once per scraping thread, for adapters whose
-    connections must not cross threads (SQLite). `workers` returns workers per queue,
-    e.g. `Supervisor.worker_counts` or a reader of the supervisor's status file.
+    connections must not cross threads (SQLite). Workers are those whose presence the queue
+    holds (`Queue.workers`): every worker process, wherever it runs, announces itself there.
     """
 
     def __init__(
         self,
         queue: Any,
         queues: Iterable[str],
-        workers: Callable[[], Mapping[str, int]] | None = None,
         namespace: str = "madbwpu_r_queue",
     ) -> None:
         self._queue = queue
         self._factory = callable(queue) and not hasattr(queue, "depth")
         self._local = threading.local()
         self.queues = list(queues)
-        self.workers = workers
         self.namespace = namespace
 
     def _get_queue(self) -> Any:
@@ -66,7 +65,7 @@ class QueueCollector(Collector):
         # Declared without values so registering the collector does not touch the queue.
         for name, _, doc in _GAUGES:
             yield GaugeMetricFamily(f"{self.namespace}_{name}", doc, labels=["queue"])
-        yield GaugeMetricFamily(f"{self.namespace}_workers", "Worker processes.", labels=["queue"])
+        yield GaugeMetricFamily(f"{self.namespace}_workers", _WORKERS_DOC, labels=["queue"])
         yield GaugeMetricFamily(f"{self.namespace}_up", "1 if the queue answered the scrape.")
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -74,6 +73,7 @@ class QueueCollector(Collector):
             attr: GaugeMetricFamily(f"{self.namespace}_{name}", doc, labels=["queue"])
             for name, attr, doc in _GAUGES
         }
+        workers = GaugeMetricFamily(f"{self.namespace}_workers", _WORKERS_DOC, labels=["queue"])
         up = 1
         try:
             queue = self._get_queue()
@@ -81,18 +81,13 @@ class QueueCollector(Collector):
                 depth = queue.depth(name)
                 for attr, family in families.items():
                     family.add_metric([name], float(getattr(depth, attr)))
+                workers.add_metric([name], float(queue.workers(name)))
         except Exception as exc:
             # A scrape must not fail because the queue is down: report it as a gauge instead.
             log.warning("queue depth unavailable for metrics", extra={"error": str(exc)})
             up = 0
             self._local.queue = None
         yield from families.values()
-        workers = GaugeMetricFamily(
-            f"{self.namespace}_workers", "Worker processes.", labels=["queue"]
-        )
-        counts = self.workers() if self.workers is not None else {}
-        for name in self.queues:
-            workers.add_metric([name], float(counts.get(name, 0)))
         yield workers
         yield GaugeMetricFamily(
             f"{self.namespace}_up", "1 if the queue answered the scrape.", value=up

@@ -5,6 +5,11 @@ Policy that must not drift between backends lives in `Queue` once: argument chec
 dead-letter decision. A backend only moves rows/entries (`_insert`, `_claim`, `_extend`,
 `_complete`, `_retry`, `_bury`, `_release`, `_expire`, ...) and maps its driver's errors in `_errors()`.
 
+Presence: a worker `announce`s itself and the queues it serves with a time to live, again at
+every lease renewal, and `retire`s on a clean exit; `workers(queue)` counts the announcements
+not yet expired. Worker counts thus come from the engine every process shares, never from a
+file one process writes for another.
+
 Fencing: every claim hands out a fresh receipt (a per-job claim counter). `ack`, `nack`,
 `heartbeat` and `release` act only while the receipt is current, so a worker that lost its
 lease cannot complete a job another worker has claimed since.
@@ -44,6 +49,7 @@ STATES = ("scheduled", "ready", "running", "succeeded", "dead")
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _MAX_KEY = 256
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_WORKER = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 
 
 class PermanentJobError(Exception):
@@ -306,6 +312,34 @@ class Queue(abc.ABC):
         with self._errors():
             return self._sweep(time.time() - older_than, max(1, int(limit)))
 
+    def announce(self, worker: str, queues: Sequence[str], ttl: float) -> None:
+        """Record that `worker` is alive and serves `queues` for the next `ttl` seconds.
+
+        Announcing again renews the record and replaces its queues. A worker that stops
+        announcing (killed) drops out of `workers()` once its ttl has run out.
+        """
+        _check_worker(worker)
+        names = list(queues)
+        for name in names:
+            _check_queue(name)
+        if not math.isfinite(ttl) or not 0 < ttl <= 86_400:
+            raise InvalidJob("ttl must be a number of seconds in (0, 86400]")
+        now = time.time()
+        with self._errors():
+            self._announce(worker, sorted(set(names)), now + ttl, now)
+
+    def retire(self, worker: str) -> None:
+        """Forget `worker`'s presence at once (a clean exit); unknown workers are ignored."""
+        _check_worker(worker)
+        with self._errors():
+            self._retire(worker)
+
+    def workers(self, queue: str) -> int:
+        """How many workers announced `queue` and have neither retired nor expired."""
+        _check_queue(queue)
+        with self._errors():
+            return self._workers(queue, time.time())
+
     def depth(self, queue: str) -> Depth:
         _check_queue(queue)
         with self._errors():
@@ -394,6 +428,16 @@ class Queue(abc.ABC):
     def _expire(self, consumer: str, queues: builtins.list[str], now: float) -> int: ...
 
     @abc.abstractmethod
+    def _announce(self, worker: str, queues: builtins.list[str], until: float, now: float) -> None:
+        """Replace `worker`'s presence by one valid until `until` on `queues`."""
+
+    @abc.abstractmethod
+    def _retire(self, worker: str) -> None: ...
+
+    @abc.abstractmethod
+    def _workers(self, queue: str, now: float) -> int: ...
+
+    @abc.abstractmethod
     def _depth(self, queue: str, now: float) -> Depth: ...
 
     @abc.abstractmethod
@@ -415,3 +459,8 @@ class Queue(abc.ABC):
 def _check_queue(name: str) -> None:
     if not isinstance(name, str) or not _QUEUE_NAME.match(name):
         raise InvalidJob("queue name must be 1..64 characters of A-Z a-z 0-9 _ . -")
+
+
+def _check_worker(name: str) -> None:
+    if not isinstance(name, str) or not _WORKER.match(name):
+        raise InvalidJob("worker name must be 1..128 characters of A-Z a-z 0-9 _ . : @ -")

@@ -3,7 +3,7 @@
 Rows, states, fencing receipts and timestamp leases are those of the SQLite backend (shared
 in `_sql`); SKIP LOCKED lets concurrent claimers pass over each other's rows instead of
 queueing behind them. Tables live in the schema named by `?schema=` (default `public`),
-prefixed `queue_`.
+prefixed `queue_` (`queue_jobs`, and `queue_workers` for worker presence).
 """
 
 from __future__ import annotations
@@ -41,7 +41,14 @@ class PostgresQueue(SQLQueue):
             raise QueueConfigError(f"bad postgres schema name {schema!r}")
         self.schema = schema
         self._table = f'"{schema}".queue_jobs'
-        ddl = SCHEMA.format(t=self._table, blob="BYTEA", real="DOUBLE PRECISION", int64="BIGINT")
+        self._workers_table = f'"{schema}".queue_workers'
+        ddl = SCHEMA.format(
+            t=self._table,
+            w=self._workers_table,
+            blob="BYTEA",
+            real="DOUBLE PRECISION",
+            int64="BIGINT",
+        )
         with self._errors():
             self._db = psycopg.connect(conninfo, autocommit=True)
             with self._db.transaction():

@@ -9,6 +9,8 @@ Layout under the hash-tagged prefix P = "{name}" (all keys in one cluster slot):
     P:idem:<queue>:<key>         idempotency key -> job id
     P:leases:<queue>             zset id -> lease deadline of each delivered (pending) entry
     P:index, P:index:<queue>     zset id -> enqueued_at, for list()
+    P:workers:<queue>            zset worker -> presence deadline (announce/retire/workers)
+    P:worker:<name>              set of the queues a worker announced; expires with its ttl
 
 Leases are explicit deadlines rather than XAUTOCLAIM's min-idle, so each claim's own lease
 applies (a 60 s job is not stolen by a worker that claims with 10 s): a claim XCLAIMs the
@@ -19,6 +21,7 @@ XDELed, so XLEN - pending = ready. The job hash's `claims` counter is the fencin
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -275,6 +278,32 @@ push(cur[2], cur[3], id, jk)
 return 1
 """
 
+_ANNOUNCE = """
+local worker, deadline, now, ttl = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local wk = P .. ':worker:' .. worker
+for _, q in ipairs(redis.call('SMEMBERS', wk)) do
+  redis.call('ZREM', P .. ':workers:' .. q, worker)
+end
+redis.call('DEL', wk)
+for i = 6, #ARGV do
+  local zk = P .. ':workers:' .. ARGV[i]
+  redis.call('ZREMRANGEBYSCORE', zk, '-inf', now)  -- killed workers' deadlines passed
+  redis.call('ZADD', zk, deadline, worker)
+  redis.call('SADD', wk, ARGV[i])
+end
+if #ARGV >= 6 then redis.call('PEXPIRE', wk, ttl) end
+return 1
+"""
+
+_RETIRE = """
+local wk = P .. ':worker:' .. ARGV[2]
+for _, q in ipairs(redis.call('SMEMBERS', wk)) do
+  redis.call('ZREM', P .. ':workers:' .. q, ARGV[2])
+end
+redis.call('DEL', wk)
+return 1
+"""
+
 _DEPTH = """
 local q = ARGV[2]
 local ready, inflight, oldest = 0, 0, nil
@@ -339,6 +368,8 @@ class RedisQueue(Queue):
                 ("expire", _EXPIRE),
                 ("sweep", _SWEEP),
                 ("revive", _REVIVE),
+                ("announce", _ANNOUNCE),
+                ("retire", _RETIRE),
                 ("depth", _DEPTH),
             )
         }
@@ -437,6 +468,16 @@ class RedisQueue(Queue):
     def _sweep(self, before: float, limit: int) -> int:
         """Succeeded jobs also expire by themselves after `?retention=`; this ends them sooner."""
         return int(self._run("sweep", repr(before), limit))
+
+    def _announce(self, worker: str, queues: list[str], until: float, now: float) -> None:
+        ttl_ms = max(1, math.ceil((until - now) * 1000))
+        self._run("announce", worker, repr(until), repr(now), ttl_ms, *queues)
+
+    def _retire(self, worker: str) -> None:
+        self._run("retire", worker)
+
+    def _workers(self, queue: str, now: float) -> int:
+        return int(self._r.zcount(f"{self._p}:workers:{queue}", f"({now!r}", "+inf"))
 
     def _depth(self, queue: str, now: float) -> Depth:
         ready, inflight, scheduled, dead, oldest = self._run("depth", queue, repr(now))

@@ -21,6 +21,7 @@ __all__ = ["SQLiteQueue"]
 
 class SQLiteQueue(SQLQueue):
     _table = "queue_jobs"
+    _workers_table = "queue_workers"
     _mark = "?"
 
     def __init__(
@@ -33,7 +34,9 @@ class SQLiteQueue(SQLQueue):
     ):
         super().__init__(policy=policy, lease=lease)
         self.path = Path(path).resolve()
-        schema = SCHEMA.format(t=self._table, blob="BLOB", real="REAL", int64="INTEGER")
+        schema = SCHEMA.format(
+            t=self._table, w=self._workers_table, blob="BLOB", real="REAL", int64="INTEGER"
+        )
         with self._errors():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(

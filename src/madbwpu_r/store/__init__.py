@@ -8,10 +8,9 @@ Every write goes through `store.unit_of_work()`; see `madbwpu_r.store.port`.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from madbwpu_r._drivers import Backend, backend_class
 from madbwpu_r.store.errors import StoreConfigError, StoreError, StoreUnavailable, UnknownJob
 from madbwpu_r.store.port import (
     Column,
@@ -42,15 +41,14 @@ __all__ = [
     "open_store",
 ]
 
-# scheme -> (module, class, driver modules, install hint)
-_POSTGRES = (
+_POSTGRES = Backend(
     "madbwpu_r.store.postgres",
     "PostgresMetadataStore",
     ("psycopg", "psycopg_pool"),
     "uv add 'psycopg[binary,pool]'",
 )
-_BACKENDS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
-    "sqlite": (
+_BACKENDS: dict[str, Backend] = {
+    "sqlite": Backend(
         "madbwpu_r.store.sqlite",
         "SQLiteMetadataStore",
         ("sqlite3",),
@@ -63,19 +61,7 @@ _BACKENDS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
 
 def open_store(url: str) -> MetadataStore:
     """Open (creating its tables if needed) the metadata store named by `url`."""
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in _BACKENDS:
-        known = ", ".join(sorted(_BACKENDS))
-        raise StoreConfigError(f"unknown store URL scheme {scheme!r} in {url!r} (known: {known})")
-    module_name, class_name, drivers, hint = _BACKENDS[scheme]
-    for driver in drivers:
-        try:
-            importlib.import_module(driver)
-        except ImportError:
-            raise StoreConfigError(
-                f"the {scheme} store needs the {driver!r} driver: run `{hint}`"
-            ) from None
+    cls = backend_class(url, _BACKENDS, "store", StoreConfigError)
     options = dict(parse_qsl(urlsplit(url).query))
-    cls: Any = getattr(importlib.import_module(module_name), class_name)
     store: MetadataStore = cls.from_url(url, options)
     return store

@@ -5,7 +5,9 @@ leaves the job leased until the lease expires and another worker takes it over. 
 their effects idempotent by keying them on `job.id` (and `job.attempt` for per-try records).
 Leases are renewed at lease/3 by a heartbeat thread for every job this worker holds, so a long
 job is not re-delivered while its worker is alive; a job whose lease was lost is never acked
-by us (the queue fences settle calls by claim receipt).
+by us (the queue fences settle calls by claim receipt). The same heartbeat thread announces
+the worker's presence to the queue (time to live: one lease), which is how the API's metrics
+and `madbwpu-r status` count workers; a clean exit retires it at once.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import contextlib
 import logging
 import os
 import queue as _stdqueue
+import re
 import signal
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -68,6 +72,9 @@ class Worker:
         self.queues = list(queues) if queues else sorted(self.handlers)
         self.lease = float(lease)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        # Unique even where two workers share a name (two machines, each with an `ingest-1`).
+        safe = re.sub(r"[^A-Za-z0-9_.:@-]", "_", self.name)[:100]
+        self.presence = f"{safe}.{uuid.uuid4().hex[:8]}"
         self.prefetch = prefetch
         self.concurrency = concurrency
         self.poll_interval = poll_interval
@@ -293,10 +300,22 @@ class Worker:
         finally:
             done.set()
             thread.join()
+            try:
+                self.queue.retire(self.presence)
+            except QueueError as exc:  # its presence runs out by itself within a lease
+                log.warning("retire failed: %s", exc, extra={"worker": self.name})
+
+    def _announce(self) -> None:
+        try:
+            self.queue.announce(self.presence, self.queues, ttl=self.lease)
+        except QueueError as exc:
+            log.warning("announce failed: %s", exc, extra={"worker": self.name})
 
     def _beat(self, done: threading.Event) -> None:
+        self._announce()
         while not done.wait(self.lease / 3.0):
             self.last_round = time.monotonic()
+            self._announce()
             with self._lock:
                 jobs = list(self._held.values())
             if not jobs:

@@ -6,7 +6,8 @@ process polls the queue's depth, decides how many workers each queue needs with 
 finishes or releases its job) and restarts any that die. A worker that dies has its leases
 ended at once (`Queue.expire_leases`), so its job runs again within a poll interval instead of
 after the lease; the queue's fencing receipts keep that safe. Its state goes to a JSON file
-so `madbwpu-r status`, running in another process, can show it.
+for its own needs only (a restarted supervisor stops the workers its killed predecessor left);
+other processes count workers through the queue, where every worker announces itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,7 +37,6 @@ __all__ = [
     "desired_workers",
     "pid_alive",
     "read_status",
-    "worker_counts_from_status",
 ]
 
 log = logging.getLogger(__name__)
@@ -465,11 +465,3 @@ def _signal(popen: subprocess.Popen[bytes], signum: int) -> None:
             popen.send_signal(signum)
         except ProcessLookupError:
             pass
-
-
-def worker_counts_from_status(path: Path) -> Mapping[str, int]:
-    """Workers per queue as last written by a (possibly other-process) supervisor."""
-    state = read_status(path) or {}
-    if not state.get("running"):
-        return {}
-    return {q: int(info.get("workers", 0)) for q, info in state.get("queues", {}).items()}
