@@ -3,12 +3,14 @@ never between, and `deploy --resume` finishes without re-using a grant."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import orjson
@@ -108,3 +110,87 @@ def kill_and_resume(stack: Running, svc: Releases, after: str | None) -> None:
     mine = [g for g in cutovers(stack.data_dir) if g["deploy_id"] == deploy_id]
     assert len(mine) == 1 and mine[0]["grant_id"] in record.grants
     assert len({g["grant_id"] for g in cutovers(stack.data_dir)}) == len(cutovers(stack.data_dir))
+
+
+def api_pids(stack: Running, env: str) -> list[int]:
+    """The processes serving `env`'s API (found by the --listen address `up` gave them)."""
+    port = stack.endpoints[env]["api"].rsplit(":", 1)[1]
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"api" in argv and f"127.0.0.1:{port}".encode() in argv:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.timeout(900)
+def test_kill_production_api_during_cutover_then_resume(stack: Running):
+    """SIGKILL production's API once the grant is minted (the cutover request in flight)."""
+    with Releases(stack.data_dir) as svc:
+        for deploy in svc.store.deploys("production"):
+            if (
+                deploy.steps.get("archive")
+                and not svc.store.archive(deploy.deploy_id).signed_off_by
+            ):
+                sign_off(svc.store, svc.keys, deploy.deploy_id, "compliance")
+        body = f"id,step\n1,api-killed\n2,{time.monotonic_ns()}\n".encode()
+        assert stack.ingest("staging", "killed", body)["status"] == "succeeded"
+        manifest, _ = svc.cut("staging", "deployer")
+        svc.decide(manifest.release_id, "qa", "signoff")
+        before = svc.served("production")
+        victims = api_pids(stack, "production")
+        assert victims, "production's API process was not found"
+        proc = subprocess.Popen(
+            [*CLI, "deploy", manifest.release_id, "--to", "production", "--guardrail", TOKEN,
+             "--as", "deployer", "--data-dir", str(stack.data_dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 180
+        deploy_id = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            mine = [
+                d for d in deploy_rows(stack.data_dir) if d["release_id"] == manifest.release_id
+            ]
+            if mine and mine[0]["grants"]:
+                deploy_id = mine[0]["deploy_id"]
+                for pid in victims:
+                    os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        proc.wait(120)
+        assert deploy_id is not None, "the deploy ended before its grant was minted"
+
+        # `up` restarts the API; it serves the old or the new release, verified, never between.
+        api = stack.endpoints["production"]["api"]
+        served = None
+        restart = time.monotonic() + 120
+        while time.monotonic() < restart:
+            try:
+                served = httpx.get(f"{api}/v1/release", timeout=5).json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert served is not None, "production's API did not come back"
+        assert served["verified"] and served["release_id"] in (before, manifest.release_id)
+        assert not set(api_pids(stack, "production")) & set(victims)
+
+        done = subprocess.run(
+            [*CLI, "deploy", "--resume", deploy_id, "--as", "deployer", "--data-dir", str(stack.data_dir)],
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert svc.served("production") == manifest.release_id
+        record = svc.store.deploy(deploy_id)
+        assert record.status == "succeeded"
+        mine = [g for g in cutovers(stack.data_dir) if g["deploy_id"] == deploy_id]
+        assert len(mine) == 1 and mine[0]["grant_id"] in record.grants
+        assert len({g["grant_id"] for g in cutovers(stack.data_dir)}) == len(
+            cutovers(stack.data_dir)
+        )
+        rows = httpx.get(f"{stack.endpoints['production']['edge']}/v1/datasets/killed/rows")
+        assert rows.json()["version"] == manifest.dataset("killed").digest

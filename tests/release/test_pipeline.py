@@ -116,3 +116,15 @@ def test_rolled_back_and_finished_deploys_do_not_run_again():
 def test_record_round_trip():
     d = Pipeline(Ledger(), Runner()).run(deploy())
     assert DeployRecord.from_json(d.to_json()) == d
+
+
+def test_an_unreachable_tier_interrupts_and_resume_reruns_that_step():
+    ledger = Ledger()
+    down = Runner({"cutover": StepOutcome("interrupted", "production's API did not answer")})
+    d = Pipeline(ledger, down).run(deploy())
+    assert d.status == "interrupted" and not d.finished
+    assert d.next_step() == "cutover" and ledger.events[-1] == "deploy.step.cutover.interrupted"
+    up = Runner()
+    done = Pipeline(ledger, up).run(ledger.deploy(d.deploy_id))
+    assert done.status == "succeeded" and up.ran[0] == "cutover"
+    assert "deploy.resumed" in ledger.events

@@ -25,7 +25,14 @@ from madbwpu_r.cli.options import DEFAULT_DIR, DataDir
 from madbwpu_r.release.pipeline import STEP_KEYS, DeployRecord, StepRecord, step_title
 from madbwpu_r.release.service import Releases
 
-MARKS = {"passed": "[x]", "failed": "[!]", "waiting": "[~]", None: "[ ]", "running": "[>]"}
+MARKS = {
+    "passed": "[x]",
+    "failed": "[!]",
+    "waiting": "[~]",
+    "interrupted": "[?]",
+    None: "[ ]",
+    "running": "[>]",
+}
 
 
 def checklist(deploy: DeployRecord, running: str | None = None) -> Table:
@@ -80,8 +87,10 @@ def finish(final: DeployRecord) -> None:
     step = final.next_step() or "archive"
     record = final.steps.get(step)
     reason = record.detail if record else ""
-    if final.status == "waiting":
-        err.print(f"{final.deploy_id} is waiting at '{step_title(step, final.token)}': {reason}")
+    if final.status in ("waiting", "interrupted"):
+        err.print(
+            f"{final.deploy_id} is {final.status} at '{step_title(step, final.token)}': {reason}"
+        )
         err.print(
             f"resume with: madbwpu-r deploy --resume {final.deploy_id} --as {final.requester}"
         )

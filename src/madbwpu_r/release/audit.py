@@ -58,7 +58,7 @@ def audit_record(
         actor=actor[:128] or "-",
         action=action,
         target=_target(target)[:512],
-        outcome="ok" if outcome == "waiting" else outcome,
+        outcome={"waiting": "ok", "interrupted": "failed"}.get(outcome, outcome),
         evidence=proofs,
         detail=detail,
     )

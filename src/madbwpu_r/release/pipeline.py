@@ -39,8 +39,9 @@ STEPS: tuple[tuple[str, str], ...] = (
 )
 STEP_KEYS = tuple(k for k, _ in STEPS)
 
-StepStatus = Literal["passed", "failed", "waiting"]
-DeployStatus = Literal["running", "waiting", "failed", "rolled_back", "succeeded"]
+# "interrupted": a tier could not be reached; not a verdict, the step runs again on resume.
+StepStatus = Literal["passed", "failed", "waiting", "interrupted"]
+DeployStatus = Literal["running", "waiting", "interrupted", "failed", "rolled_back", "succeeded"]
 Action = Literal["deploy", "rollback"]
 
 
@@ -211,7 +212,7 @@ class Pipeline:
         notify = listener or (lambda d, s, r: None)
         if deploy.finished:
             return deploy
-        if deploy.status == "waiting":
+        if deploy.status in ("waiting", "interrupted"):
             deploy = replace(deploy, status="running")
             self.ledger.save_deploy(deploy, "deploy.resumed", {})
         waited_since: float | None = None
@@ -243,6 +244,11 @@ class Pipeline:
                     continue
                 deploy = replace(deploy, steps=steps, status="waiting")
                 self.ledger.save_deploy(deploy, f"deploy.step.{step}.waiting", outcome.evidence)
+                notify(deploy, step, record)
+                return deploy
+            if outcome.status == "interrupted":
+                deploy = replace(deploy, steps=steps, status="interrupted")
+                self.ledger.save_deploy(deploy, f"deploy.step.{step}.interrupted", outcome.evidence)
                 notify(deploy, step, record)
                 return deploy
             status: DeployStatus = "rolled_back" if outcome.rolled_back_to else "failed"

@@ -145,6 +145,10 @@ class TierRunner:
             return StepOutcome("failed", f"no release {deploy.release_id[:12]} was cut")
         try:
             return getattr(self, f"_{step}")(deploy, manifest, ledger)
+        except httpx.TransportError as exc:  # a tier died or is restarting: resume later
+            return StepOutcome(
+                "interrupted", f"{step}: a tier did not answer ({type(exc).__name__}: {exc})"
+            )
         except httpx.HTTPError as exc:
             return StepOutcome("failed", f"{step}: {type(exc).__name__}: {exc}")
         except Refused as exc:

@@ -127,7 +127,7 @@ class ProjectStore:
                 index=record.environment, replace=True,
             )  # fmt: skip
             outcome = "ok"
-            for suffix in ("failed", "waiting"):
+            for suffix in ("failed", "waiting", "interrupted"):
                 if event.endswith("." + suffix):
                     outcome = suffix
             _record(
