@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from madbwpu_r.cli.edge import parse_size
-from madbwpu_r.cli.options import DEFAULT_DIR, DataDir, Env, split_listen
+from madbwpu_r.cli.options import DEFAULT_DIR, BlobUrl, DataDir, Env, StoreUrl, split_listen
 from madbwpu_r.config import EnvPaths, ensure_data_dir, load_or_create_secrets
 from madbwpu_r.logs import configure_logging
 from madbwpu_r.stopsignals import StopSignals
@@ -168,22 +168,8 @@ def api(
             help="Job queue URL (default: the environment's SQLite file).",
         ),
     ] = None,
-    store_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="MADBWPU_R_STORE_URL",
-            help="Metadata store URL: sqlite:///PATH or postgresql://USER@HOST/DB?schema=S "
-            "(default: the environment's SQLite file).",
-        ),
-    ] = None,
-    blob_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="MADBWPU_R_BLOB_URL",
-            help="Blob store for uploads and version files: file:///DIR or s3://BUCKET/PREFIX "
-            "(default: file://DIR/<env>/blobs).",
-        ),
-    ] = None,
+    store_url: StoreUrl = None,
+    blob_url: BlobUrl = None,
     redis_url: Annotated[
         str | None,
         typer.Option(
@@ -273,14 +259,7 @@ def worker(
             help="Job queue URL (default: the environment's SQLite file).",
         ),
     ] = None,
-    blob_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="MADBWPU_R_BLOB_URL",
-            help="Blob store for uploads and version files: file:///DIR or s3://BUCKET/PREFIX "
-            "(default: file://DIR/<env>/blobs).",
-        ),
-    ] = None,
+    blob_url: BlobUrl = None,
     name: Annotated[str, typer.Option(help="Worker name, shown in logs and job claims.")] = "",
     lease: Annotated[
         float, typer.Option(help="Lease in seconds, renewed while a job runs.")
