@@ -96,6 +96,8 @@ def archive_url(blob_url: str, log_name: str, name: str) -> str:
     from madbwpu_r.blobs import InvalidKey, check_key
 
     try:
+        if "/" in name:
+            raise InvalidKey(name)
         check_key(name)
     except InvalidKey:
         raise ArchiveError(
@@ -235,6 +237,7 @@ def _blobs(url: str) -> Iterator[BlobStore]:
     except BlobStoreError as exc:
         raise ArchiveError(f"archive {url}: {exc}") from None
     try:
+        _blob_call(url, store.ping)  # the store answers (and, with ?create=1, has its bucket)
         yield store
     finally:
         store.close()

@@ -35,6 +35,7 @@ from madbwpu_r.cli.options import DEFAULT_DIR, BlobUrl, DataDir, StoreUrl
 from madbwpu_r.config import ENVIRONMENTS
 from madbwpu_r.identity.directory import IdentityDirectory
 from madbwpu_r.identity.keyring import Keyring, KeyringError, load_signing_key
+from madbwpu_r.identity.setup import missing_audit_key
 from madbwpu_r.signing import public_key_to_b64
 
 __all__ = ["register"]
@@ -129,11 +130,7 @@ def _service_key(data_dir: Path, directory: IdentityDirectory):  # noqa: ANN202 
             f"run `madbwpu-r init --data-dir {data_dir}`"
         )
     if not has_key:
-        raise fail(
-            f"the audit service key is missing from {Keyring(data_dir).path}: restore "
-            f"{AUDIT_KEY}.pem from your backup of {data_dir} (`madbwpu-r init` keeps a "
-            "registered identity and cannot re-create its key)"
-        )
+        raise fail(missing_audit_key(data_dir))
     try:
         key = load_signing_key(data_dir, AUDIT_KEY, env={})
     except KeyringError as exc:
