@@ -83,6 +83,11 @@ def test_the_commands_read_archive_sign_off_and_verify_a_postgres_log(
     # The option comes from the environment too, as `api` takes it.
     code, text = cli("audit", "log", "--data-dir", d, env={"MADBWPU_R_STORE_URL": url})
     assert code == 0 and text.count("data.purge") == 4
+    # Any URL the store takes, its own options included.
+    code, text = cli(
+        "audit", "log", "--store-url", url + "&pool_size=2&pool_timeout=5", "--data-dir", d
+    )
+    assert code == 0 and text.count("data.purge") == 4, text
 
     code, text = cli("audit", "checkpoint", "--store-url", url, "--data-dir", d)
     assert code == 0 and text.startswith("madbwpu-r/production\n4\n")
@@ -114,6 +119,21 @@ def test_the_commands_read_archive_sign_off_and_verify_a_postgres_log(
     code, text = cli("audit", "verify", "--all", "--log", "production",
                      "--store-url", url, "--data-dir", d)  # fmt: skip
     assert code == 1 and "FAILED log production" in text and "first bad entry: 1" in text
+
+
+def test_a_sqlite_store_url_with_its_options(project: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/elsewhere/state.sqlite"
+    store = open_store(url + "?busy_timeout=5")
+    with store.unit_of_work() as uow:
+        uow.audit(AuditRecord("rel", "data.purge", "deploy:r1"))
+    store.close()
+    code, text = cli("audit", "log", "--log", "staging", "--store-url", url + "?busy_timeout=5",
+                     "--data-dir", str(project))  # fmt: skip
+    assert code == 0 and "deploy:r1" in text, text
+    assert not (tmp_path / "elsewhere" / "state.sqlite?busy_timeout=5").exists()
+    code, text = cli("audit", "verify", "--all", "--log", "staging", "--store-url", url,
+                     "--data-dir", str(project))  # fmt: skip
+    assert code == 0 and "OK log staging: 1 entries" in text, text
 
 
 def test_an_unreachable_store_is_a_message(project: Path) -> None:
