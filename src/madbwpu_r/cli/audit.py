@@ -236,7 +236,11 @@ def _archive_target(out: str | None, blob_url: str | None, log: str) -> Where:
         try:
             return archive_url(blob_url, log, name)
         except ArchiveError as exc:
-            raise fail(f"--out: {exc}", 2) from None
+            raise fail(
+                f"--out: {exc}; for a local archive, leave out --blob-url and "
+                "$MADBWPU_R_BLOB_URL",
+                2,
+            ) from None
     if out is None:
         raise fail("--out PATH is required (or --blob-url, to keep it in the blob store)", 2)
     return Path(out)
