@@ -237,8 +237,7 @@ def _archive_target(out: str | None, blob_url: str | None, log: str) -> Where:
             return archive_url(blob_url, log, name)
         except ArchiveError as exc:
             raise fail(
-                f"--out: {exc}; for a local archive, leave out --blob-url and "
-                "$MADBWPU_R_BLOB_URL",
+                f"--out: {exc}; for a local archive, leave out --blob-url and $MADBWPU_R_BLOB_URL",
                 2,
             ) from None
     if out is None:
