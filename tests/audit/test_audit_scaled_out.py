@@ -296,3 +296,22 @@ def test_init_completes_a_directory_whose_init_was_cut_short(tmp_path: Path) -> 
         Keyring(d).load("audit-service").public
     )
     registered.db.close()
+
+
+def test_an_api_without_the_audit_key_says_its_checkpoints_are_off(
+    project: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from madbwpu_r.api.audit import AuditApi
+
+    (project / "keys" / "audit-service.pem").unlink()
+    api = AuditApi(project, "staging", None)
+    with caplog.at_level("WARNING", logger="madbwpu_r.api.audit"):
+        api.start()
+    api.close()
+    assert api.checkpointer is None
+    assert "checkpoints are off" in caplog.text and "audit-service.pem is missing" in caplog.text
+    bare = AuditApi(tmp_path / "never-initialised", "staging", None)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="madbwpu_r.api.audit"):
+        bare.start()
+    assert bare.checkpointer is None and "run `madbwpu-r init`" in caplog.text
