@@ -39,3 +39,10 @@ def test_an_unknown_action_is_refused() -> None:
 
 def test_every_problem_kind_is_documented() -> None:
     assert all(f"`{kind}`" in README for kind in KINDS)
+
+
+def test_every_catalogued_action_is_emitted_somewhere() -> None:
+    """The converse: an action nothing records would promise an audit that never happens."""
+    code = "\n".join(p.read_text() for p in (ROOT / "src").rglob("*.py") if p.name != "records.py")
+    never = [a for a in ACTIONS if f'"{a}"' not in code]
+    assert not never, f"catalogued in audit/records.py but never emitted: {never}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from madbwpu_r.audit.log import AuditLog
 from madbwpu_r.blobs import open_blobs
 from madbwpu_r.catalog import Catalog, upload_key
 from madbwpu_r.catalog.retention import Retention
@@ -40,3 +41,15 @@ def test_a_sweep_forgets_ended_work_and_keeps_versions(catalog: Catalog, tmp_pat
     assert catalog.queue.get(waiting.job_id).state == "ready"
     assert catalog.store.current("people").digest == "d1"  # metadata is kept
     assert Retention(catalog.store, catalog.queue, blobs, age=0.01).sweep().uploads == 0
+    # Each removed upload is a purge of data, audited in the environment's own log.
+    log = AuditLog.open(f"sqlite:///{tmp_path}/state.sqlite", "madbwpu-r/test")
+    purges = log.query(action="data.purge")
+    log.close()
+    assert sorted((e.actor, e.target) for e in purges) == [
+        ("api", "dataset:people"),
+        ("api", "dataset:places"),
+    ]
+    assert {e.detail for e in purges} == {
+        f"retention: upload a.csv of job {published.job_id}",
+        f"retention: upload b.csv of job {dead.job_id}",
+    }

@@ -6,6 +6,7 @@ was never initialised still serves everything else (and answers 503 here).
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,12 @@ from madbwpu_r.audit.records import AuditRecord
 from madbwpu_r.identity.directory import IdentityDirectory
 from madbwpu_r.identity.http import NonceStore, RequestVerifier
 from madbwpu_r.identity.keyring import Keyring, KeyringError
+from madbwpu_r.identity.setup import missing_audit_key
 from madbwpu_r.problems import ProblemError
 
 __all__ = ["AuditApi", "routes"]
+
+log = logging.getLogger(__name__)
 
 READERS = {"compliance", "admin"}
 MAX_LIMIT = 1000
@@ -66,9 +70,17 @@ class AuditApi:
     def start(self) -> None:
         """Checkpoint periodically, when this data dir has an audit key to do it with."""
         try:
-            key = Keyring(self.data_dir).load(AUDIT_KEY)
             opened = self.opened()
-        except (KeyringError, ProblemError):
+        except ProblemError:
+            log.warning(
+                "audit checkpoints are off: %s has no identities; run `madbwpu-r init`",
+                self.data_dir,
+            )
+            return
+        try:
+            key = Keyring(self.data_dir).load(AUDIT_KEY)
+        except KeyringError:
+            log.warning("audit checkpoints are off: %s", missing_audit_key(self.data_dir))
             return
         self.checkpointer = Checkpointer(
             list(opened.logs.items()), key, self.data_dir, self.interval

@@ -4,19 +4,24 @@ An archive is `archive.json` (format in the README: entries, their inclusion pro
 fresh signed checkpoint, every earlier checkpoint with its consistency proof, the identity acts
 that establish the keys, all signed by the audit service) and zero or more `signoffs/*.json`
 added later by compliance identities. It is a directory, or a single `.tar` file holding the same
-members; a signoff only ever adds a member, nothing already written changes.
+members, or (scaled out, where processes share no disk) a key prefix in a blob store named by an
+archive URL `file:///DIR/...` or `s3://BUCKET/PREFIX/...`, written and read through the
+`BlobStore` port. A signoff only ever adds a member, nothing already written changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import re
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
 
@@ -48,12 +53,19 @@ from madbwpu_r.signing import (
     verify,
 )
 
+if TYPE_CHECKING:
+    from madbwpu_r.blobs import BlobStore
+
+_T = TypeVar("_T")
+
 __all__ = [
     "ARCHIVE_PURPOSE",
     "FORMAT",
     "Archive",
     "ArchiveError",
+    "archive_url",
     "export_archive",
+    "is_archive_url",
     "load_archive",
     "pending",
     "sign_off",
@@ -68,9 +80,42 @@ class ArchiveError(Exception):
     """An archive cannot be written or read (exists already, unreadable, not an archive)."""
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+Where = Path | str  # a local directory or .tar file, or an archive URL in a blob store
+
+
+def is_archive_url(where: Where) -> bool:
+    """An archive in a blob store (`file:///...`, `s3://...`) rather than a local path."""
+    return isinstance(where, str) and _URL.match(where) is not None
+
+
+def archive_url(blob_url: str, log_name: str, name: str) -> str:
+    """Where archive `name` of a log lives in an environment's blob store:
+    `BLOB_URL/audit/archives/LOG/NAME` (the URL's options kept)."""
+    from madbwpu_r.blobs import InvalidKey, check_key
+
+    try:
+        if "/" in name:
+            raise InvalidKey(name)
+        check_key(name)
+    except InvalidKey:
+        raise ArchiveError(
+            f"{name!r} is not an archive name for the blob store: one part of "
+            "A-Z a-z 0-9 . _ = - (not starting with '.'), e.g. production-2026-12"
+        ) from None
+    parts = urlsplit(blob_url)
+    path = f"{parts.path.rstrip('/')}/audit/archives/{log_name}/{name}"
+    return urlunsplit(parts._replace(path=path))
+
+
+def _where(where: Where) -> Where:
+    return where if is_archive_url(where) else Path(where)
+
+
 @dataclass(frozen=True)
 class Archive:
-    path: Path
+    path: Where  # as given: a local path, or an archive URL in a blob store
     doc: dict[str, Any]
     signoffs: list[dict[str, Any]]
     raw: bytes  # archive.json's bytes, whose digest names the archive
@@ -97,7 +142,7 @@ def export_archive(
     log_name: str,
     key: SigningKey,
     acts: list[SignedAct],
-    out: Path,
+    out: Where,
     *,
     actor: str,
     since: float | None = None,
@@ -105,8 +150,8 @@ def export_archive(
     deploy: str | None = None,
 ) -> Archive:
     """Checkpoint the log now, then write the selected segment with everything to verify it."""
-    out = Path(out)
-    if out.exists():
+    out = _where(out)
+    if _exists(out):
         raise ArchiveError(f"{out} exists: archives are written once")
     final = log.checkpoint(key)
     d = log.db.dialect
@@ -175,7 +220,48 @@ def export_archive(
     return archive
 
 
-def _write_member(out: Path, name: str, data: bytes, create: bool = False) -> None:
+def _exists(out: Where) -> bool:
+    if isinstance(out, Path):
+        return out.exists()
+    with _blobs(out) as blobs:
+        return _blob_call(out, lambda: blobs.exists("archive.json"))
+
+
+@contextlib.contextmanager
+def _blobs(url: str) -> Iterator[BlobStore]:
+    """The blob store rooted at an archive URL (its keys are the archive's members)."""
+    from madbwpu_r.blobs import BlobStoreError, open_blobs
+
+    try:
+        store = open_blobs(url)
+    except BlobStoreError as exc:
+        raise ArchiveError(f"archive {url}: {exc}") from None
+    try:
+        _blob_call(url, store.ping)  # the store answers (and, with ?create=1, has its bucket)
+        yield store
+    finally:
+        store.close()
+
+
+def _blob_call(url: str, call: Callable[[], _T]) -> _T:
+    from madbwpu_r.blobs import BlobStoreError
+
+    try:
+        return call()
+    except BlobStoreError as exc:
+        raise ArchiveError(f"archive {url}: {exc}") from None
+
+
+def _write_member(out: Where, name: str, data: bytes, create: bool = False) -> None:
+    if isinstance(out, str):
+        with _blobs(out) as blobs:
+            # Write-once by refusing a member that exists (S3 has no portable create-only
+            # put); a signoff's name is its signer's and the time's, so none overwrites another.
+            if _blob_call(out, lambda: blobs.exists(name)):
+                what = "exists: archives are written once" if create else f"already has {name}"
+                raise ArchiveError(f"{out} {what}")
+            _blob_call(out, lambda: blobs.put(name, data, sha256=digest(data)))
+        return
     if out.suffix == ".tar":
         mode: Literal["x", "a"] = "x" if create else "a"
         try:
@@ -200,11 +286,26 @@ def _write_member(out: Path, name: str, data: bytes, create: bool = False) -> No
         os.fsync(f.fileno())
 
 
-def load_archive(path: Path) -> Archive:
-    path = Path(path)
+def _blob_members(url: str) -> dict[str, bytes]:
+    parts = urlsplit(url)
+    if parts.scheme == "file" and not Path(unquote(parts.path)).is_dir():
+        raise ArchiveError(f"cannot read archive {url}: there is no such directory")
+    with _blobs(url) as blobs:
+        return _blob_call(
+            url,
+            lambda: {
+                b.key: blobs.read_bytes(b.key) for b in blobs.list() if b.key.endswith(".json")
+            },
+        )
+
+
+def load_archive(path: Where) -> Archive:
+    path = _where(path)
     members: dict[str, bytes] = {}
     try:
-        if path.is_dir():
+        if isinstance(path, str):
+            members = _blob_members(path)
+        elif path.is_dir():
             for p in sorted(path.rglob("*.json")):
                 members[str(p.relative_to(path))] = p.read_bytes()
         else:
@@ -230,7 +331,7 @@ def load_archive(path: Path) -> Archive:
     return Archive(path, doc, signoffs, raw)
 
 
-def sign_off(archive: Archive, key: SigningKey, acts: list[SignedAct], log: AuditLog) -> Path:
+def sign_off(archive: Archive, key: SigningKey, acts: list[SignedAct], log: AuditLog) -> Where:
     """Co-sign the archive's checkpoint as compliance; the signoff is itself an audited act."""
     cp = archive.checkpoint
     line = cp.signed(key, SIGNOFF_PURPOSE).signatures[-1]
@@ -253,7 +354,10 @@ def sign_off(archive: Archive, key: SigningKey, acts: list[SignedAct], log: Audi
         )
     )
     _write_member(archive.path, name, orjson.dumps(signoff, option=orjson.OPT_INDENT_2) + b"\n")
-    return archive.path / name if archive.path.is_dir() else archive.path
+    where = archive.path
+    if isinstance(where, Path) and where.is_dir():
+        return where / name
+    return f"{where}/{name}" if isinstance(where, str) else where
 
 
 def verify_archive(archive: Archive, trusted: dict[str, str] | None = None) -> Report:

@@ -178,14 +178,21 @@ class PostgresDB(AuditDB):
             self._db.close()
 
 
+# The metadata store's own options (`busy_timeout` on SQLite, these on PostgreSQL): a log opened
+# on a store's URL takes that URL as it is and leaves them to the store.
+_PG_STORE_OPTIONS = ("pool_size", "pool_timeout")
+
+
 def open_db(url: str) -> AuditDB:
-    """`sqlite:///PATH` or `postgresql://...?schema=NAME`."""
+    """`sqlite:///PATH` or `postgresql://...?schema=NAME`: any metadata store URL."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
-        return SQLiteDB(Path(url.removeprefix("sqlite://")))
+        return SQLiteDB(Path(url.split("?", 1)[0].removeprefix("sqlite://")))
     if parts.scheme in ("postgresql", "postgres"):
         options = dict(parse_qsl(parts.query))
         schema = options.pop("schema", "public")
+        for name in _PG_STORE_OPTIONS:
+            options.pop(name, None)
         base = url.split("?", 1)[0]
         return PostgresDB(base + ("?" + urlencode(options) if options else ""), schema)
     raise AuditStoreError(f"{url!r}: an audit store is sqlite:///PATH or postgresql://...")

@@ -3,6 +3,12 @@
 Swept: succeeded queue jobs, uploads whose ingest ended (published, or its job dead or gone)
 and delivered outbox rows, each once older than the retention age. Kept: version files
 (releases refer to them) and every metadata record (datasets, versions, ingests).
+
+Removing an upload purges data, so each one is audited (`data.purge`, target `dataset:NAME`)
+in the unit of work that marks it removed. The blob itself is deleted just before that commit
+(a blob store takes no part in a database transaction): a crash in between leaves the upload
+unmarked and unaudited, and the next sweep deletes it again (a no-op) and records it then, so
+no removal stays unrecorded and no entry names a removal that did not happen.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from madbwpu_r.audit.records import AuditRecord
 from madbwpu_r.blobs import BlobStore, BlobStoreError
 from madbwpu_r.catalog.service import upload_key
 from madbwpu_r.queue import Queue, QueueError
@@ -39,6 +46,7 @@ class Retention:
         age: float = DEFAULT_RETENTION,
         *,
         interval: float = 600.0,
+        actor: str = "api",
     ) -> None:
         if age < 0 or interval <= 0:
             raise ValueError("retention age must be >= 0 and the interval > 0 seconds")
@@ -47,6 +55,7 @@ class Retention:
         self.blobs = blobs
         self.age = age
         self.interval = interval
+        self.actor = actor
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -60,8 +69,15 @@ class Retention:
                 if info is not None and info.state != "dead":
                     continue  # still to run (or running): its worker needs the upload
             self.blobs.delete(upload_key(record.upload))
-            ended.append(record.job_id)
-        self.store.forget_uploads(ended)
+            ended.append(record)
+        if ended:
+            with self.store.unit_of_work() as uow:
+                uow.forget_uploads([r.job_id for r in ended])
+                for r in ended:
+                    uow.audit(
+                        AuditRecord(self.actor, "data.purge", f"dataset:{r.dataset}",
+                                    detail=f"retention: upload {r.upload} of job {r.job_id}"[:1024])
+                    )  # fmt: skip
         outbox = self.store.sweep_outbox(before=before)
         return Swept(jobs, len(ended), outbox)
 

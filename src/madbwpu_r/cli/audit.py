@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -13,22 +14,29 @@ import typer
 
 from madbwpu_r.audit.archive import (
     ArchiveError,
+    Where,
+    archive_url,
     export_archive,
+    is_archive_url,
     load_archive,
     pending,
     sign_off,
     verify_archive,
 )
 from madbwpu_r.audit.checkpoint import CheckpointError
+from madbwpu_r.audit.db import AuditStoreError
 from madbwpu_r.audit.layout import AUDIT_KEY, LOGS, open_log, read_witness, write_witness
 from madbwpu_r.audit.live import verify_log
-from madbwpu_r.audit.log import AuditLog
+from madbwpu_r.audit.log import AuditLog, origin_for
 from madbwpu_r.audit.verify import Report
 from madbwpu_r.cli.acting import As, KeyFile, acting_key, fail
 from madbwpu_r.cli.identity import _directory
-from madbwpu_r.cli.options import DEFAULT_DIR, DataDir
+from madbwpu_r.cli.options import DEFAULT_DIR, BlobUrl, DataDir, StoreUrl
+from madbwpu_r.config import ENVIRONMENTS
 from madbwpu_r.identity.directory import IdentityDirectory
-from madbwpu_r.identity.keyring import KeyringError, load_signing_key
+from madbwpu_r.identity.keyring import Keyring, KeyringError, load_signing_key
+from madbwpu_r.identity.setup import missing_audit_key
+from madbwpu_r.signing import public_key_to_b64
 
 __all__ = ["register"]
 
@@ -53,6 +61,32 @@ Log = Annotated[
 ]
 
 
+def _check_only(value: str | None) -> str | None:
+    return None if value is None else _check_log(value)
+
+
+OnlyLog = Annotated[
+    str | None,
+    typer.Option(
+        "--log",
+        help=f"Only this log ({', '.join(LOGS)}; default: every log). With --store-url, "
+        "name the environment whose store it is.",
+        callback=_check_only,
+    ),
+]
+
+
+def _selected(only: str | None, store_url: str | None) -> tuple[str, ...]:
+    """The logs a command that reads every log covers; a store URL is one environment's."""
+    if store_url and only is None:
+        raise fail(
+            "--store-url (or $MADBWPU_R_STORE_URL) is one environment's store: say which with "
+            "--log staging or --log production",
+            2,
+        )
+    return LOGS if only is None else (only,)
+
+
 def _time(value: str | None) -> float | None:
     if value is None:
         return None
@@ -68,21 +102,44 @@ Until = Annotated[str | None, typer.Option(help="Entries before this ISO 8601 ti
 
 
 @contextmanager
-def _log(data_dir: Path, name: str) -> Iterator[AuditLog]:
-    log = open_log(data_dir, name)
+def _log(data_dir: Path, name: str, store_url: str | None = None) -> Iterator[AuditLog]:
+    """A log: an environment's in `--store-url` when given (as `api` has it), else under DIR.
+    The project log always lives in DIR/project.sqlite, beside the identities."""
+    try:
+        if store_url and name in ENVIRONMENTS:
+            log = AuditLog.open(store_url, origin_for(name))
+        else:
+            log = open_log(data_dir, name)
+    except AuditStoreError as exc:
+        raise fail(f"cannot open the {name} audit log: {exc}") from None
     try:
         yield log
+    except AuditStoreError as exc:
+        raise fail(f"the {name} audit log: {exc}") from None
     finally:
         log.close()
 
 
 def _service_key(data_dir: Path, directory: IdentityDirectory):  # noqa: ANN202 - SigningKey
+    """The audit service's key, or a message saying what to do; never a traceback."""
+    registered = directory.public_key(AUDIT_KEY)
+    has_key = Keyring(data_dir).exists(AUDIT_KEY)
+    if registered is None:
+        raise fail(
+            f"{AUDIT_KEY}, whose key signs the logs' checkpoints, is not set up in {data_dir}: "
+            f"run `madbwpu-r init --data-dir {data_dir}`"
+        )
+    if not has_key:
+        raise fail(missing_audit_key(data_dir))
     try:
         key = load_signing_key(data_dir, AUDIT_KEY, env={})
     except KeyringError as exc:
-        raise fail(f"the audit service key is not here: {exc}") from None
-    if directory.public_key(AUDIT_KEY) is None:
-        raise fail(f"{AUDIT_KEY} is not registered: run `madbwpu-r init`")
+        raise fail(f"the audit service key cannot be used: {exc}") from None
+    if public_key_to_b64(key.public) != public_key_to_b64(registered):
+        raise fail(
+            f"the key in {Keyring(data_dir).path} is not the one registered for {AUDIT_KEY}: "
+            "restore the registered key from your backup"
+        )
     return key
 
 
@@ -99,9 +156,10 @@ def log_(
     target: Annotated[str | None, typer.Option(help="Only entries about this target.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many entries.")] = 1000,
     json: Annotated[bool, typer.Option("--json", help="One JSON entry per line.")] = False,
+    store_url: StoreUrl = None,
 ) -> None:
     """List a log's entries, oldest first, with filters."""
-    with _directory(data_dir), _log(data_dir, log) as audit:
+    with _directory(data_dir), _log(data_dir, log, store_url) as audit:
         found = audit.query(since=_time(since), until=_time(until), actor=actor, action=action,
                             target=target, limit=limit)  # fmt: skip
     for e in found:
@@ -114,9 +172,11 @@ def log_(
 
 
 @audit_app.command("checkpoint")
-def checkpoint(data_dir: DataDir = DEFAULT_DIR, log: Log = "production") -> None:
+def checkpoint(
+    data_dir: DataDir = DEFAULT_DIR, log: Log = "production", store_url: StoreUrl = None
+) -> None:
     """Sign a checkpoint of a log now (the API also does so periodically) and print it."""
-    with _directory(data_dir) as directory, _log(data_dir, log) as audit:
+    with _directory(data_dir) as directory, _log(data_dir, log, store_url) as audit:
         cp = audit.checkpoint(_service_key(data_dir, directory))
         write_witness(data_dir, log, cp)
     typer.echo(cp.text(), nl=False)
@@ -124,7 +184,14 @@ def checkpoint(data_dir: DataDir = DEFAULT_DIR, log: Log = "production") -> None
 
 @audit_app.command("archive")
 def archive(
-    out: Annotated[Path, typer.Option("--out", help="New directory, or a file ending in .tar.")],
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            help="New directory, or a file ending in .tar; an archive URL (file:///DIR/NAME, "
+            "s3://BUCKET/PREFIX/NAME); or, with --blob-url, the archive's NAME in that store.",
+        ),
+    ] = None,
     data_dir: DataDir = DEFAULT_DIR,
     log: Log = "production",
     since: Since = None,
@@ -133,31 +200,67 @@ def archive(
         str | None, typer.Option(help="The segment of this deploy (entries on deploy:ID).")
     ] = None,
     actor: Annotated[str, typer.Option("--as", help="Who exports (recorded).")] = AUDIT_KEY,
+    store_url: StoreUrl = None,
+    blob_url: BlobUrl = None,
 ) -> None:
-    """Export a segment of a log as a self-contained, write-once archive awaiting signoff."""
-    with _directory(data_dir) as directory, _log(data_dir, log) as audit:
+    """Export a segment of a log as a self-contained, write-once archive awaiting signoff.
+
+    With --blob-url (the environment's blob store, as `api` has it) the archive is stored there,
+    under audit/archives/LOG/NAME, so that it survives on a deployment with no shared disk.
+    """
+    where = _archive_target(out, blob_url, log)
+    with _directory(data_dir) as directory, _log(data_dir, log, store_url) as audit:
         if directory.get(actor) is None:
             raise fail(f"{actor!r} is not a registered identity")
         key = _service_key(data_dir, directory)
         try:
-            made = export_archive(audit, log, key, directory.acts(), out, actor=actor,
+            made = export_archive(audit, log, key, directory.acts(), where, actor=actor,
                                   since=_time(since), until=_time(until), deploy=deploy)  # fmt: skip
         except ArchiveError as exc:
             raise fail(str(exc)) from None
         write_witness(data_dir, log, made.checkpoint)
     doc = made.doc
     typer.echo(
-        f"archived {log} entries {doc['start']}..{doc['stop'] - 1} to {out} "
+        f"archived {log} entries {doc['start']}..{doc['stop'] - 1} to {where} "
         f"(checkpoint size {made.checkpoint.size}, sha256 {made.digest}); awaiting signoff"
     )
 
 
+def _archive_target(out: str | None, blob_url: str | None, log: str) -> Where:
+    """Where `archive` writes: an archive URL, a name in the blob store, or a local path."""
+    if out is not None and is_archive_url(out):
+        return out
+    if blob_url:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        name = out if out is not None else f"{log}-{stamp}-{uuid.uuid4().hex[:6]}"
+        try:
+            return archive_url(blob_url, log, name)
+        except ArchiveError as exc:
+            raise fail(
+                f"--out: {exc}; for a local archive, leave out --blob-url and $MADBWPU_R_BLOB_URL",
+                2,
+            ) from None
+    if out is None:
+        raise fail("--out PATH is required (or --blob-url, to keep it in the blob store)", 2)
+    return Path(out)
+
+
+ArchiveArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="ARCHIVE",
+        help="An archive: a directory, a .tar file, or an archive URL (file://..., s3://...).",
+    ),
+]
+
+
 @audit_app.command("signoff")
 def signoff(
-    archive_path: Annotated[Path, typer.Argument(metavar="ARCHIVE", help="An archive.")],
+    archive_path: ArchiveArg,
     actor: As,
     data_dir: DataDir = DEFAULT_DIR,
     key_file: KeyFile = None,
+    store_url: StoreUrl = None,
 ) -> None:
     """Co-sign an archive's checkpoint as a compliance identity (itself an audited act)."""
     with _directory(data_dir) as directory:
@@ -176,7 +279,7 @@ def signoff(
             raise fail(
                 f"refusing to sign off an archive that does not verify: {report.problems[0]}"
             )
-        with _log(data_dir, arch.doc["log"]) as audit:
+        with _log(data_dir, arch.doc["log"], store_url) as audit:
             try:
                 sign_off(arch, key, directory.acts(), audit)
             except ArchiveError as exc:
@@ -188,12 +291,15 @@ def signoff(
 def pending_(
     data_dir: DataDir = DEFAULT_DIR,
     json: Annotated[bool, typer.Option("--json", help="One JSON object per archive.")] = False,
+    log: OnlyLog = None,
+    store_url: StoreUrl = None,
 ) -> None:
-    """Archives awaiting a compliance signoff, in every log."""
+    """Archives awaiting a compliance signoff, in every log (or the one --log names)."""
+    names = _selected(log, store_url)
     with _directory(data_dir):
         waiting = []
-        for name in LOGS:
-            with _log(data_dir, name) as audit:
+        for name in names:
+            with _log(data_dir, name, store_url) as audit:
                 waiting.extend(pending(audit, name))
     for p in waiting:
         if json:
@@ -227,7 +333,11 @@ def _print(report: Report) -> None:
 @audit_app.command("verify")
 def verify_(
     archives: Annotated[
-        list[Path] | None, typer.Argument(metavar="[ARCHIVE]...", help="Archives to verify.")
+        list[str] | None,
+        typer.Argument(
+            metavar="[ARCHIVE]...",
+            help="Archives to verify: directories, .tar files or archive URLs (file://, s3://).",
+        ),
     ] = None,
     all_: Annotated[
         bool, typer.Option("--all", help="Verify the live logs (against the archives given).")
@@ -240,6 +350,8 @@ def verify_(
             "when DIR exists, else the archive's own signed identity acts)."
         ),
     ] = None,
+    log: OnlyLog = None,
+    store_url: StoreUrl = None,
 ) -> None:
     """Verify archives offline, or every live log: chain, roots, proofs, signatures, signoffs.
 
@@ -247,6 +359,7 @@ def verify_(
     """
     if not archives and not all_:
         raise fail("name an ARCHIVE to verify, or --all for the live logs", 2)
+    names = _selected(log, store_url) if all_ else ()
     trusted: dict[str, str] | None = None
     if trust is not None:
         try:
@@ -268,10 +381,10 @@ def verify_(
         with _directory(data_dir) as directory:
             trusted = trusted if trusted is not None else _trusted(directory)
             if all_:
-                for name in LOGS:
+                for name in names:
                     witness = read_witness(data_dir, name)
                     kept = [("the witness checkpoint", witness)] if witness else []
-                    with _log(data_dir, name) as audit:
+                    with _log(data_dir, name, store_url) as audit:
                         try:
                             reports.append(
                                 verify_log(audit, name, directory, AUDIT_KEY, kept, loaded)

@@ -98,10 +98,7 @@ def up(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     ensure_data_dir(data_dir)  # 0700, before anything is written into it
-    if not (data_dir / "project.sqlite").exists():  # a new data dir: its identities and logs
-        from madbwpu_r.identity.setup import init_project
-
-        init_project(data_dir)
+    _init_project(data_dir)
     stack = Stack(
         data_dir,
         host=host,
@@ -128,6 +125,21 @@ def up(
             raise typer.Exit(1) from None
         console.print("stopping...")
         stack.stop()
+
+
+def _init_project(data_dir: Path) -> None:
+    """`init` on every start (it keeps what exists): a new data dir gets its identities and
+    logs, one whose `init` was cut short is completed, and one that lost the audit service's
+    key is refused, since no process could sign the logs' checkpoints."""
+    from madbwpu_r.identity.acts import ActError
+    from madbwpu_r.identity.keyring import KeyringError
+    from madbwpu_r.identity.setup import init_project
+
+    try:
+        init_project(data_dir)
+    except (KeyringError, ActError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
 
 
 def _print_endpoints(stack: Stack, data_dir: Path) -> None:

@@ -15,10 +15,20 @@ from madbwpu_r.audit.db import open_db
 from madbwpu_r.audit.layout import AUDIT_KEY, open_log, project_url, write_witness
 from madbwpu_r.identity.acts import make_act
 from madbwpu_r.identity.directory import IdentityDirectory
-from madbwpu_r.identity.keyring import Keyring, check_name
+from madbwpu_r.identity.keyring import Keyring, KeyringError, check_name
 from madbwpu_r.signing import SigningKey, public_key_to_b64
 
-__all__ = ["InitResult", "init_project", "open_directory"]
+__all__ = ["InitResult", "init_project", "missing_audit_key", "open_directory"]
+
+
+def missing_audit_key(data_dir: Path) -> str:
+    """What to say when the audit service is registered but its private key is gone."""
+    where = Keyring(data_dir).path / f"{AUDIT_KEY}.pem"
+    return (
+        f"the audit service key {where} is missing (it signs every checkpoint): restore it "
+        f"from your backup of {data_dir}; `madbwpu-r init` keeps a registered identity and "
+        "cannot re-create its key"
+    )
 
 
 def open_directory(data_dir: Path) -> IdentityDirectory:
@@ -61,6 +71,8 @@ def init_project(data_dir: Path, admin: str = "admin") -> InitResult:
             )  # fmt: skip
             directory.apply(act)
             created.append(f"identity {AUDIT_KEY} (service-audit)")
+        if not keyring.exists(AUDIT_KEY):
+            raise KeyringError(missing_audit_key(data_dir))
         service = keyring.load(AUDIT_KEY)
         # The environments' logs live in their stores (maybe on PostgreSQL): their API signs
         # their first checkpoint at start-up. The project log is here.

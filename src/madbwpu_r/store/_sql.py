@@ -226,6 +226,11 @@ class SQLUnitOfWork(UnitOfWork):
         ).fetchone()
         return int(row[0])
 
+    def forget_uploads(self, job_ids: list[str]) -> None:
+        sql = "UPDATE {p}ingests SET upload_removed = 1 WHERE job_id = ?"
+        for job_id in job_ids:
+            self._execute(sql, (job_id,))
+
     def audit(self, entry: AuditRecord) -> None:
         """Chain `entry` onto this environment's audit log, in this same transaction."""
         audit_sql.append(self._conn, self._store.audit_dialect, [entry], now=self.now)
@@ -424,10 +429,8 @@ class SQLStore(MetadataStore):
     def forget_uploads(self, job_ids: list[str]) -> None:
         if not job_ids:
             return
-        with self._errors(), self._transaction() as conn:
-            sql = self._sql("UPDATE {p}ingests SET upload_removed = 1 WHERE job_id = ?")
-            for job_id in job_ids:
-                conn.execute(sql, (job_id,))
+        with self.unit_of_work() as uow:
+            uow.forget_uploads(job_ids)
 
     def sweep_outbox(self, before: float) -> int:
         return self._write(

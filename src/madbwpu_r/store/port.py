@@ -144,6 +144,10 @@ class UnitOfWork(LedgerWrites):
         missed purge from a repeated one.
         """
 
+    @abc.abstractmethod
+    def forget_uploads(self, job_ids: list[str]) -> None:
+        """Mark these ingests' uploads as removed (with the audit entry of the purge)."""
+
     def audit(self, entry: Any) -> None:
         """Append an `audit.records.AuditRecord` to the environment's log in this transaction."""
         raise NotImplementedError("this store does not keep an audit log")
