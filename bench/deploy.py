@@ -30,7 +30,7 @@ from bench._common import load_average, print_json_line, say  # noqa: E402
 from madbwpu_r.config import load_or_create_secrets  # noqa: E402
 from madbwpu_r.guardrail.example import SEED_TOKEN  # noqa: E402
 from madbwpu_r.launcher import Stack  # noqa: E402
-from madbwpu_r.release.archive import sign_off  # noqa: E402
+from madbwpu_r.release.archive import sign_off_deploy  # noqa: E402
 from madbwpu_r.release.service import Releases  # noqa: E402
 
 
@@ -138,7 +138,7 @@ def measure(args: argparse.Namespace, data_dir: Path, endpoints: dict, names: li
         svc.decide(r1.release_id, "qa", "signoff")
         first = svc.run(svc.start(r1.release_id, "production", SEED_TOKEN, "deployer", "deploy"))
         assert first.status == "succeeded", first.to_json()
-        sign_off(svc.store, svc.keys, first.deploy_id, "compliance")
+        sign_off_deploy(data_dir, svc.store, svc.keys, first.deploy_id, "compliance")
         say("ingesting new versions of every dataset (release 2)")
         for n, name in enumerate(names):
             ingest(http, staging["api"], token, name, csv_body(args.rows, 1000 + n))

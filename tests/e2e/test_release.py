@@ -45,6 +45,12 @@ class Project:
         finally:
             store.close()
 
+    def archive_of(self, deploy_id: str) -> str:
+        """Where the pipeline archived the deploy's audit segment (its `deploy status` says so)."""
+        status = self.cli("deploy", "status", deploy_id).stdout
+        assert f"audit signoff {self.dir}" in status, status
+        return status.split("audit signoff ", 1)[1].split()[0]
+
     def cut(self) -> str:
         out = self.cli("release", "cut", "--env", "staging", "--as", "deployer").stdout
         return out.split("release ", 1)[1].split()[0]
@@ -146,7 +152,7 @@ def test_release_workflow_end_to_end(project: Project):
         "deploy", r2, "--to", "production", "--guardrail", TOKEN, "--as", "deployer", ok=1
     )
     assert "security.archives_signed_off" in refused.stderr and deploy1 in refused.stderr
-    p.cli("archive", "signoff", deploy1, "--as", "compliance")
+    p.cli("audit", "signoff", p.archive_of(deploy1), "--as", "compliance")
 
     reader = Reader(f"{p.edge('production')}/v1/datasets/people/rows")
     reader.start()
@@ -180,7 +186,7 @@ def test_release_workflow_end_to_end(project: Project):
         "deployer",
         ok=1,
     )
-    p.cli("archive", "signoff", deploy2, "--as", "compliance")
+    p.cli("audit", "signoff", p.archive_of(deploy2), "--as", "compliance")
     back = p.cli(
         "rollback", "--env", "production", "--to", r1[:12], "--guardrail", TOKEN, "--as", "deployer"
     )

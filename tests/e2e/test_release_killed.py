@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from madbwpu_r.release.archive import sign_off
+from madbwpu_r.release.archive import sign_off_deploy, verified_signoff
 from madbwpu_r.release.pipeline import STEP_KEYS
 from madbwpu_r.release.service import Releases
 from tests.e2e.release_stack import ReleaseStack as Running
@@ -60,10 +60,17 @@ def test_kill_deploy_at_each_step_then_resume(stack: Running, after: str | None)
         kill_and_resume(stack, svc, after)
 
 
-def kill_and_resume(stack: Running, svc: Releases, after: str | None) -> None:
+def sign_off_earlier(stack: Running, svc: Releases) -> None:
+    """Compliance signs off every earlier deploy's archive (the guardrail requires it)."""
     for deploy in svc.store.deploys("production"):
-        if deploy.steps.get("archive") and not svc.store.archive(deploy.deploy_id).signed_off_by:
-            sign_off(svc.store, svc.keys, deploy.deploy_id, "compliance")
+        if deploy.steps.get("archive") and not verified_signoff(
+            svc.store, svc.keys, deploy.deploy_id
+        ):
+            sign_off_deploy(stack.data_dir, svc.store, svc.keys, deploy.deploy_id, "compliance")
+
+
+def kill_and_resume(stack: Running, svc: Releases, after: str | None) -> None:
+    sign_off_earlier(stack, svc)
     body = f"id,step\n1,{after}\n2,{time.monotonic_ns()}\n".encode()
     assert stack.ingest("staging", "killed", body)["status"] == "succeeded"
     manifest, _ = svc.cut("staging", "deployer")
@@ -132,12 +139,7 @@ def api_pids(stack: Running, env: str) -> list[int]:
 def test_kill_production_api_during_cutover_then_resume(stack: Running):
     """SIGKILL production's API once the grant is minted (the cutover request in flight)."""
     with Releases(stack.data_dir) as svc:
-        for deploy in svc.store.deploys("production"):
-            if (
-                deploy.steps.get("archive")
-                and not svc.store.archive(deploy.deploy_id).signed_off_by
-            ):
-                sign_off(svc.store, svc.keys, deploy.deploy_id, "compliance")
+        sign_off_earlier(stack, svc)
         body = f"id,step\n1,api-killed\n2,{time.monotonic_ns()}\n".encode()
         assert stack.ingest("staging", "killed", body)["status"] == "succeeded"
         manifest, _ = svc.cut("staging", "deployer")

@@ -20,7 +20,7 @@ from madbwpu_r.cli._release_common import console, err, refusals
 from madbwpu_r.cli.deploy import run_with_checklist
 from madbwpu_r.config import load_or_create_secrets
 from madbwpu_r.guardrail.example import SEED_TOKEN
-from madbwpu_r.release.archive import sign_off, verified_signoff
+from madbwpu_r.release.archive import sign_off_deploy, verified_signoff
 from madbwpu_r.release.service import Releases
 
 PEOPLE = b"id,name,team\n1,ann,data\n2,bob,api\n3,cyd,edge\n"
@@ -117,8 +117,8 @@ def tell(data_dir: Path, endpoints: dict) -> None:
             r = http.get(f"{production['edge']}/v1/datasets/people/rows")
             console.print(f"  X-Cache: {r.headers.get('x-cache')}  rows: {r.json()['rows']}")
 
-        say(10, "Compliance signs off the deploy's archive")
-        sign_off(svc.store, svc.keys, record.deploy_id, "compliance")
+        say(10, "Compliance signs off the deploy's archive (`audit signoff`)")
+        sign_off_deploy(data_dir, svc.store, svc.keys, record.deploy_id, "compliance")
         console.print(
             f"  archive of {record.deploy_id}: signed off = {verified_signoff(svc.store, svc.keys, record.deploy_id)}"
         )

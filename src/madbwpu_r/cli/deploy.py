@@ -22,6 +22,7 @@ from madbwpu_r.cli._release_common import (
     releases,
 )
 from madbwpu_r.cli.options import DEFAULT_DIR, DataDir
+from madbwpu_r.release.archive import verified_signoff
 from madbwpu_r.release.pipeline import STEP_KEYS, DeployRecord, StepRecord, step_title
 from madbwpu_r.release.service import Releases
 
@@ -156,10 +157,17 @@ def status(deploy_id: str = "", data_dir: DataDir = DEFAULT_DIR) -> None:
                 raise typer.Exit(1)
         for record in records:
             console.print(checklist(record))
-        pending = [a for a in svc.store.archives() if not a.signed_off_by]
+        pending = [
+            a
+            for a in svc.store.archives()
+            if not verified_signoff(svc.store, svc.keys, a.deploy_id)
+        ]
         for a in pending:
             when = datetime.fromtimestamp(a.created_at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-            console.print(f"archive of {a.deploy_id} ({when}) waits for compliance signoff")
+            console.print(
+                f"archive of {a.deploy_id} ({when}) waits for compliance: "
+                f"madbwpu-r audit signoff {a.location} --as NAME"
+            )
 
 
 def rollback(

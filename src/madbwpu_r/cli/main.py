@@ -7,7 +7,6 @@ import os
 import typer
 
 from madbwpu_r.cli import (
-    archive,
     audit,
     demo,
     deploy,
@@ -43,7 +42,6 @@ for module in (
     guardrail,
     qa,
     deploy,
-    archive,
     demo,
 ):
     module.register(app)

@@ -22,7 +22,6 @@ _RENAMES = {
     "cutover.rollback": "release.cutover",
     "cutover.refused": "release.cutover_refused",
     "ingest.refused": "release.ingest_refused",
-    "audit.signoff": "archive.signoff",
     "guardrail.create": "guardrail.created",
     "guardrail.revoke": "guardrail.revoked",
     "deploy.resume": "deploy.resumed",

@@ -23,5 +23,4 @@ RELEASE_ACTIONS: dict[str, str] = {
     "release.cutover_refused": "a cutover request was refused (no, forged, replayed, other grant)",
     "release.ingest_refused": "a direct ingest into production was refused",
     "release.tamper_detected": "production found its pointer or a version file changed by hand",
-    "archive.signoff": "compliance signed off a deploy's archive (or was refused)",
 }

@@ -16,7 +16,7 @@ import httpx
 import orjson
 
 from madbwpu_r.blobs import BlobNotFound, BlobStoreError, content_key, open_blobs
-from madbwpu_r.config import EnvPaths, write_json_atomically
+from madbwpu_r.config import EnvPaths
 from madbwpu_r.guardrail.kubernetes import ManifestsError, render_overlay, scaling_from_manifests
 from madbwpu_r.guardrail.policy import SecurityRules
 from madbwpu_r.guardrail.rules import (
@@ -27,7 +27,7 @@ from madbwpu_r.guardrail.rules import (
     failures,
     signoff_results,
 )
-from madbwpu_r.release.archive import verified_signoff
+from madbwpu_r.release.archive import export_deploy, verified_signoff
 from madbwpu_r.release.errors import Refused
 from madbwpu_r.release.grant import PIPELINE_IDENTITY, mint_grant
 from madbwpu_r.release.keyring import LocalKeyring
@@ -35,7 +35,6 @@ from madbwpu_r.release.manifest import Manifest
 from madbwpu_r.release.pipeline import DeployLedger, DeployRecord, StepOutcome
 from madbwpu_r.release.store import ArchiveRecord, ProjectStore
 from madbwpu_r.release.verify_files import verify_version_file
-from madbwpu_r.signing import canonical_json, digest, sign
 
 __all__ = ["Environments", "TierRunner", "deploy_context"]
 
@@ -462,43 +461,16 @@ class TierRunner:
     # 8 --------------------------------------------------------------------------------------
     def _archive(self, deploy: DeployRecord, manifest: Manifest, ledger) -> StepOutcome:
         existing = self.store.archive(deploy.deploy_id)
-        if existing:
-            return StepOutcome(
-                "passed",
-                f"archived at {existing.location}; waiting for compliance signoff",
-                {"digest": existing.digest},
+        if existing is None:
+            archive = export_deploy(self.data_dir, self.keys, deploy.deploy_id)
+            existing = ArchiveRecord(
+                deploy.deploy_id, archive.digest, str(archive.path), time.time()
             )
-        events = [e.to_json() for e in self.store.events(target=deploy.deploy_id)]
-        body = {
-            "format": "madbwpu-r/deploy-archive/v1",
-            "deploy": deploy.to_json(),
-            "manifest": manifest.to_json(),
-            "events": events,
-        }
-        archive_digest = digest(canonical_json(body))
-        key = self.keys.signing_key(PIPELINE_IDENTITY)
-        checkpoint = {
-            "deploy_id": deploy.deploy_id,
-            "digest": archive_digest,
-            "events": len(events),
-            "last_hash": events[-1]["hash"] if events else None,
-            "signer": key.name,
-        }
-        checkpoint["signature"] = sign(
-            key,
-            "deploy-archive",
-            canonical_json({k: v for k, v in checkpoint.items() if k != "signature"}),
-        )
-        path = self.data_dir / "archives" / f"{deploy.deploy_id}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            write_json_atomically(path, {**body, "checkpoint": checkpoint})
-        self.store.put_archive(
-            ArchiveRecord(deploy.deploy_id, archive_digest, str(path), time.time())
-        )
+            self.store.put_archive(existing)
         return StepOutcome(
             "passed",
-            f"{len(events)} event(s) archived with a signed checkpoint; waiting for compliance signoff "
-            f"(`madbwpu-r archive signoff {deploy.deploy_id} --as NAME`)",
-            {"digest": archive_digest, "location": str(path)},
+            f"the deploy's audit segment is archived at {existing.location} with a signed "
+            f"checkpoint; waiting for compliance: `madbwpu-r audit signoff {existing.location} "
+            "--as NAME`",
+            {"digest": existing.digest, "location": existing.location},
         )

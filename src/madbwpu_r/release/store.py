@@ -33,9 +33,6 @@ class ArchiveRecord:
     digest: str
     location: str
     created_at: float
-    signed_off_by: str | None = None
-    signed_off_at: float | None = None
-    signature: str | None = None
 
 
 def _record(
@@ -148,16 +145,6 @@ class ProjectStore:
     def put_archive(self, record: ArchiveRecord) -> None:
         with self.store.unit_of_work() as uow:
             uow.put_document("archive", record.deploy_id, canonical_json(asdict(record)))
-
-    def sign_off_archive(self, deploy_id: str, signer: str, at: float, signature: str) -> None:
-        with self.store.unit_of_work() as uow:
-            doc = uow.document("archive", deploy_id)
-            if doc is None:
-                raise Refused("unknown-archive", f"deploy {deploy_id} has no archive")
-            signed = {**orjson.loads(doc), "signed_off_by": signer, "signed_off_at": at,
-                      "signature": signature}  # fmt: skip
-            uow.put_document("archive", deploy_id, canonical_json(signed), replace=True)
-            _record(uow, signer, "audit.signoff", deploy_id, "ok", {"signature": signature[:16]})
 
     def archive(self, deploy_id: str) -> ArchiveRecord | None:
         doc = self.store.document("archive", deploy_id)
