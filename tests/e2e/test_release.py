@@ -49,7 +49,7 @@ class Project:
         """Where the pipeline archived the deploy's audit segment (its `deploy status` says so)."""
         status = self.cli("deploy", "status", deploy_id).stdout
         assert f"audit signoff {self.dir}" in status, status
-        return status.split("audit signoff ", 1)[1].split()[0]
+        return status.rsplit("audit signoff ", 1)[1].split()[0]  # the "waits for" line
 
     def cut(self) -> str:
         out = self.cli("release", "cut", "--env", "staging", "--as", "deployer").stdout
@@ -132,7 +132,7 @@ def test_release_workflow_end_to_end(project: Project):
     assert served["release_id"] == r1 and served["verified"]
     rows = run.http.get(f"{p.edge('production')}/v1/datasets/people/rows").json()
     assert rows["rows"] == [{"id": 1, "name": "ann"}, {"id": 2, "name": "bob"}]
-    assert "waits for compliance signoff" in p.cli("deploy", "status").stdout
+    assert "waits for compliance: madbwpu-r audit signoff" in p.cli("deploy", "status").stdout
 
     # Second release: staging changes; production keeps serving release 1 meanwhile.
     assert (
