@@ -161,9 +161,15 @@ def stack(request, tmp_path_factory) -> Iterator[Running]:
 
 def test_endpoints_and_heartbeat(stack):
     assert set(stack.endpoints) == {"staging", "production"}
-    urls = {url for tiers in stack.endpoints.values() for url in tiers.values()}
+    tiers_of = {
+        env: {k: tiers[k] for k in ("edge", "api")} for env, tiers in stack.endpoints.items()
+    }
+    urls = {url for tiers in tiers_of.values() for url in tiers.values()}
     assert len(urls) == 4 and all(u.startswith("http://127.0.0.1:") for u in urls)
-    for env, tiers in stack.endpoints.items():
+    # Each environment's blob store is named too (the release pipeline copies between them).
+    blobs = {tiers["blobs"] for tiers in stack.endpoints.values()}
+    assert len(blobs) == 2 and all(b.startswith(("file://", "s3://")) for b in blobs)
+    for env, tiers in tiers_of.items():
         for url in tiers.values():
             assert stack.http.get(f"{url}/healthz").status_code == 200
         beat = stack.http.get(f"{tiers['api']}/v1/heartbeat")
