@@ -232,7 +232,7 @@ def run(stack: Running, data: Path) -> None:
         ]
         assert not set(restarted) & set(victims), (victims, restarted)
         # Some load on the restarted pair too: a few more accepted ingests at least.
-        settled = len(load.accepted) + 10
+        settled = len(load.accepted) + 5
         deadline = time.monotonic() + 60
         while len(load.accepted) < settled:
             assert time.monotonic() < deadline, "the writer stalled after the kill"
