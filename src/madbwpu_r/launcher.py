@@ -169,6 +169,7 @@ class Stack:
     environments: tuple[str, ...] = ENVIRONMENTS
     min_workers: int = 1
     max_workers: int = 4
+    worker_cooldown: float = 30.0
     edges: int = 1
     apis: int = 1
     queue_url: str | None = None
@@ -264,7 +265,11 @@ class Stack:
                 ["ingest"],
                 CLI + ["worker", *common, *apis, "--name", f"{env}-{{name}}"],
                 env=base_env,
-                policy=ScalingPolicy(min_workers=self.min_workers, max_workers=self.max_workers),
+                policy=ScalingPolicy(
+                    min_workers=self.min_workers,
+                    max_workers=self.max_workers,
+                    cooldown=self.worker_cooldown,
+                ),
                 status_path=paths.supervisor_status,
             )
             self.supervisors.append(supervisor)

@@ -63,6 +63,13 @@ def up(
     host: Annotated[str, typer.Option(help="Address every tier listens on.")] = "127.0.0.1",
     min_workers: Annotated[int, typer.Option(help="Workers kept per environment when idle.")] = 1,
     max_workers: Annotated[int, typer.Option(help="Most workers per environment under load.")] = 4,
+    worker_cooldown: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds the queue must want fewer workers before the surplus is stopped.",
+        ),
+    ] = 30.0,
     edges: Annotated[
         int,
         typer.Option(
@@ -104,6 +111,7 @@ def up(
         host=host,
         min_workers=min_workers,
         max_workers=max_workers,
+        worker_cooldown=worker_cooldown,
         edges=edges,
         apis=apis,
         queue_url=queue_url,
