@@ -205,6 +205,9 @@ def run(stack: Running, data: Path) -> None:
             time.sleep(0.1)
         up = supervised(data)["last_decision"]
         assert up["reason"] == "depth" and up["from"] < up["to"], up
+        # ... on the queue's figure: a backlog past 20 jobs a worker (or a job waiting > 30 s).
+        backlog = up["depth"]["ready"] + up["depth"]["in_flight"]
+        assert backlog > 20 * (up["to"] - 1) or up["depth"]["oldest_ready_age"] > 30, up
 
         victims = [
             pid_listening(stack.proc.pid, apis[0]),
@@ -265,13 +268,25 @@ def run(stack: Running, data: Path) -> None:
         assert fresh.headers["x-cache"] == "MISS", edge
         assert fresh.json()["version"] == second["version"]
 
-    # Drained: the supervisor decides to go back to the floor (after its cool-down).
+    # Drained: the supervisor decides to go back to the floor (after its cool-down), and the
+    # queue is empty (a job's ack follows its result by a moment).
+    def drained(state: dict[str, Any]) -> bool:
+        depth = state.get("depth") or {}
+        return (
+            state.get("workers") == 1
+            and state["last_decision"]["to"] == 1
+            and depth.get("ready") == 0
+            and depth.get("in_flight") == 0
+        )
+
     deadline = time.monotonic() + 120
-    while (down := supervised(data)).get("workers") != 1 or down["last_decision"]["to"] != 1:
+    while not drained(down := supervised(data)):
         assert time.monotonic() < deadline, f"never scaled down: {down}"
         time.sleep(0.5)
-    assert down["last_decision"]["from"] >= 2 and down["last_decision"]["reason"] == "depth", down
-    assert down["depth"]["ready"] == 0 and down["depth"]["in_flight"] == 0, down
+    decision = down["last_decision"]
+    assert decision["from"] >= 2 and decision["reason"] == "depth", decision
+    # ... on the queue's figure: at most one worker's share left when it decided.
+    assert decision["depth"]["ready"] + decision["depth"]["in_flight"] <= 20, decision
     # The log tells the same story: up from the floor, later down to it.
     steps = scalings(stack.log)
     ups = [i for i, (a, b) in enumerate(steps) if 1 <= a < b]
