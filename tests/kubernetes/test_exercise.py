@@ -189,6 +189,7 @@ def prefix() -> Iterator[str]:
     yield name
     drop_redis_prefix(name)
     drop_pg_schema(name)
+    drop_pg_schema(f"{name}_project")
 
 
 @pytest.fixture
@@ -258,6 +259,8 @@ def test_each_deployment_runs_locally_and_answers_its_probes(tmp_path, prefix, s
     data["MADBWPU_R_REDIS_URL"] = REDIS_URL
     data["MADBWPU_R_REDIS_CHANNEL"] = f"{prefix}:edge:purge"
     data["MADBWPU_R_STORE_URL"] = f"{PG_URL}?schema={prefix}"
+    assert data["MADBWPU_R_PROJECT_STORE_URL"].startswith("postgresql://")
+    data["MADBWPU_R_PROJECT_STORE_URL"] = f"{PG_URL}?schema={prefix}_project"
     data["AWS_ENDPOINT_URL"] = s3.url
     # The blob URL is the ConfigMap's own; its bucket exists before the pods start.
     blob_url = urlsplit(data["MADBWPU_R_BLOB_URL"])
@@ -298,6 +301,16 @@ def test_each_deployment_runs_locally_and_answers_its_probes(tmp_path, prefix, s
         # The API's readiness is the environment's heartbeat, the staging overlay's name, and
         # checks the engines the ConfigMap names.
         heartbeat = http.get(api_pod.url("readinessProbe")).json()
+        # The API opened the project's store the ConfigMap names (its release ledger's tables).
+        with psycopg.connect(PG_URL) as conn:
+            tables = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                    (f"{prefix}_project",),
+                )
+            }
+        assert {"documents", "events", "audit_entries"} <= tables, tables
         assert heartbeat["environment"] == "staging"
         engines = {port: check["engine"] for port, check in heartbeat["checks"].items()}
         assert engines == {"store": "postgresql", "queue": "redis", "blobs": "s3"}, heartbeat

@@ -18,7 +18,6 @@ from madbwpu_r.blobs import content_key, open_blobs
 from madbwpu_r.catalog.versions import VersionLibrary
 from madbwpu_r.release.grant import mint_grant
 from madbwpu_r.release.manifest import DatasetEntry, Manifest
-from madbwpu_r.release.project import project_name
 from madbwpu_r.release.service import Releases
 from madbwpu_r.store.port import Column
 from tests.queue.queue_backends import PG_URL, base_url
@@ -32,6 +31,7 @@ class Production:
         with Releases(tmp_path) as svc:
             svc.init()
             self.pipeline = svc.keys.signing_key("pipeline")
+            self.project = svc.project
         self.settings = ApiSettings(
             env="production", data_dir=tmp_path, store_url=store_url, **TOKENS
         )
@@ -49,13 +49,11 @@ class Production:
             (("id", "integer"), ("name", "text")),
             info.sha256,
         )
-        return Manifest(
-            project_name(self.dir), "staging", "0.1.0", "deployer", time.time(), (entry,)
-        )
+        return Manifest(self.project, "staging", "0.1.0", "deployer", time.time(), (entry,))
 
     def grant(self, manifest: Manifest, **over):
         args = dict(
-            project=project_name(self.dir), release_id=manifest.release_id, environment="production",
+            project=self.project, release_id=manifest.release_id, environment="production",
             deploy_id="dep-test", action="deploy", now=time.time(),
         )  # fmt: skip
         args.update(over)
@@ -193,3 +191,28 @@ def test_pointer_moved_by_hand_is_never_served(prod):
 def prod_events(prod: Production):
     with Releases(prod.dir) as svc:
         return svc.store.events()
+
+
+def test_a_pod_with_its_own_data_dir_accepts_the_pipelines_grant(tmp_path, monkeypatch):
+    """On Kubernetes the deploying machine and production's pods share only the project's
+    store (PostgreSQL), not a data directory: they still agree on the project a grant names."""
+    project = base_url("postgres", tmp_path)
+    production = base_url("postgres", tmp_path)
+    monkeypatch.setenv(PROJECT_STORE_ENV, next(project))
+    deployer = Production(tmp_path / "deployer")
+    pod_dir = tmp_path / "pod"
+    pod_dir.mkdir()
+    settings = ApiSettings(
+        env="production", data_dir=pod_dir, store_url=next(production),
+        blob_url=deployer.settings.blobs_url(), **TOKENS,
+    )  # fmt: skip
+    pod = TestClient(create_app(settings), raise_server_exceptions=False)
+    with pod:
+        m = deployer.manifest((1, "ann"))
+        body = orjson.dumps({"grant": deployer.grant(m).to_json(), "manifest": m.to_json()})
+        r = pod.post("/v1/release/cutover", content=body)
+        assert r.status_code == 200, r.text
+        assert pod.get("/v1/datasets/people/rows").json()["rows"] == [{"id": 1, "name": "ann"}]
+    deployer.client.close()
+    for schema in (project, production):
+        next(schema, None)

@@ -45,9 +45,9 @@ class ReleaseState:
     def __init__(self, api: ApiState):
         data_dir = api.settings.data_dir
         self.env = api.settings.env
-        self.project = project_name(data_dir)
         self.keys = open_keyring(data_dir)
         self.events = open_release_store(data_dir)
+        self.project = project_name(data_dir, self.events)
         self.pointers = PointerStore(api.store, self.env)
         self.guard = ReleaseGuard(
             self.pointers,

@@ -13,9 +13,14 @@ from madbwpu_r.store import open_store
 __all__ = ["PROJECT_STORE_ENV", "open_keyring", "open_release_store", "project_name"]
 
 
-def project_name(data_dir: Path) -> str:
-    """Grants name their project, so one project's grant never moves another's pointer."""
-    return "madbwpu-r:" + hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:10]
+def project_name(data_dir: Path, store: ProjectStore | None = None) -> str:
+    """Grants name their project, so one project's grant never moves another's pointer.
+
+    Kept in the project's store (named after the first data directory that opened it), so
+    pods and the deploying machine, each with a data directory of its own, agree on it.
+    """
+    default = "madbwpu-r:" + hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:10]
+    return default if store is None else store.project_name(default)
 
 
 def open_release_store(data_dir: Path) -> ProjectStore:

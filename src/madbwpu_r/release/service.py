@@ -46,7 +46,7 @@ class Releases:
         self.data_dir = Path(data_dir)
         self.store = open_release_store(self.data_dir)
         self.keys = open_keyring(self.data_dir)
-        self.project = project_name(self.data_dir)
+        self.project = project_name(self.data_dir, self.store)
         self._endpoints = endpoints
         self.http = httpx.Client(timeout=30)
 

@@ -53,6 +53,16 @@ class ProjectStore:
     def close(self) -> None:
         self.store.close()
 
+    def project_name(self, default: str) -> str:
+        """The name grants are bound to: chosen once, by the first process that opens the
+        project's store, then the same for every command and API sharing that store."""
+        doc = self.store.document("project", "name")
+        if doc is None:
+            with self.store.unit_of_work() as uow:
+                uow.put_document("project", "name", orjson.dumps(default))
+            doc = self.store.document("project", "name")
+        return str(orjson.loads(doc or orjson.dumps(default)))
+
     # ---- releases and QA -------------------------------------------------------------------
     def put_release(self, manifest: Manifest, actor: str) -> bool:
         with self.store.unit_of_work() as uow:
