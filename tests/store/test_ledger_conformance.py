@@ -105,3 +105,55 @@ def test_concurrent_switches_with_one_grant_move_the_pointer_once(
         t.join()
     assert sum(r is not None for r in results) == 1
     assert len(stores[0].pointer("production").cutovers) == 1
+
+
+def test_concurrent_writers_chain_events_without_a_gap_or_a_clash(
+    make_store: Callable[[], MetadataStore],
+) -> None:
+    stores = [make_store() for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def write(s: MetadataStore, n: int) -> None:
+        try:
+            for i in range(10):
+                with s.unit_of_work() as uow:
+                    uow.record_event(f"w{n}", "deploy.step", f"dep-{n}", "ok", {"i": i})
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s, n)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    events = stores[0].events()
+    assert [e.seq for e in events] == list(range(1, 41))
+    prev = GENESIS
+    for e in events:
+        assert e.hash == event_hash(prev, e.body())
+        prev = e.hash
+
+
+def test_concurrent_cutovers_with_different_grants_chain_one_after_another(
+    make_store: Callable[[], MetadataStore],
+) -> None:
+    stores = [make_store() for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def switch(s: MetadataStore, n: int) -> None:
+        try:
+            with s.unit_of_work() as uow:
+                uow.switch_pointer("production", f"g{n}", f"r{n}", b"{}", b"{}", chain)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=switch, args=(s, n)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    cutovers = stores[0].pointer("production").cutovers
+    assert [c.seq for c in cutovers] == [1, 2, 3, 4]
+    assert all(b.prev_hash == a.hash for a, b in zip(cutovers, cutovers[1:], strict=False))

@@ -94,6 +94,11 @@ class LedgerSQL:
     def _execute(self, text: str, args: tuple[Any, ...] = ()) -> Any:
         return self.conn.execute(self.sql(text), args)
 
+    def _lock_chain(self) -> None:
+        """Hold the ledger's row lock until commit, so two writers never chain onto the same
+        last entry (SQLite's BEGIN IMMEDIATE already serialises; PostgreSQL needs the lock)."""
+        self._execute("UPDATE {p}counters SET value = value + 1 WHERE name = 'ledger'")
+
     # ---- writes (inside the caller's transaction) -------------------------------------------
 
     def put_document(self, kind: str, key: str, doc: bytes, index: str, replace: bool) -> bool:
@@ -112,6 +117,7 @@ class LedgerSQL:
     def record_event(
         self, actor: str, action: str, target: str, outcome: str, evidence: dict[str, Any]
     ) -> LedgerEvent:
+        self._lock_chain()
         row = self._execute("SELECT seq, hash FROM {p}events ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (int(row[0]) + 1, row[1]) if row else (1, GENESIS)
         event = LedgerEvent(seq, time.time(), actor, action, target, outcome, evidence, "")
@@ -139,6 +145,7 @@ class LedgerSQL:
         ).fetchall()
         if not consumed:
             return None
+        self._lock_chain()
         row = self._execute(
             "SELECT seq, hash FROM {p}cutovers ORDER BY seq DESC LIMIT 1"
         ).fetchone()

@@ -319,6 +319,12 @@ class SQLStore(MetadataStore):
             ),
             (uuid.uuid4().hex,),
         )
+        conn.execute(  # the row whose lock orders the ledger's chained writes (store.ledger)
+            self._sql(
+                "INSERT INTO {p}counters (name, value, label) VALUES ('ledger', 0, NULL)"
+                " ON CONFLICT DO NOTHING"
+            )
+        )
         audit_sql.create_tables(conn, self.audit_dialect)
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
