@@ -105,6 +105,11 @@ def kill_and_resume(stack: Running, svc: Releases, after: str | None) -> None:
     if served["release_id"] == manifest.release_id:
         assert rows.json()["version"] == manifest.dataset("killed").digest
 
+    resume_and_check(stack, svc, deploy_id, manifest)
+
+
+def resume_and_check(stack: Running, svc: Releases, deploy_id: str, manifest) -> None:
+    """`deploy --resume` finishes the deploy: one cutover for it, by a grant used once."""
     done = subprocess.run(
         [*CLI, "deploy", "--resume", deploy_id, "--as", "deployer", "--data-dir", str(stack.data_dir)],
         capture_output=True, text=True, timeout=180,
@@ -113,7 +118,6 @@ def kill_and_resume(stack: Running, svc: Releases, after: str | None) -> None:
     assert svc.served("production") == manifest.release_id
     record = svc.store.deploy(deploy_id)
     assert record.status == "succeeded"
-    # One cutover for this deploy, by a grant used exactly once.
     mine = [g for g in cutovers(stack.data_dir) if g["deploy_id"] == deploy_id]
     assert len(mine) == 1 and mine[0]["grant_id"] in record.grants
     assert len({g["grant_id"] for g in cutovers(stack.data_dir)}) == len(cutovers(stack.data_dir))
@@ -181,18 +185,6 @@ def test_kill_production_api_during_cutover_then_resume(stack: Running):
         assert served["verified"] and served["release_id"] in (before, manifest.release_id)
         assert not set(api_pids(stack, "production")) & set(victims)
 
-        done = subprocess.run(
-            [*CLI, "deploy", "--resume", deploy_id, "--as", "deployer", "--data-dir", str(stack.data_dir)],
-            capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert svc.served("production") == manifest.release_id
-        record = svc.store.deploy(deploy_id)
-        assert record.status == "succeeded"
-        mine = [g for g in cutovers(stack.data_dir) if g["deploy_id"] == deploy_id]
-        assert len(mine) == 1 and mine[0]["grant_id"] in record.grants
-        assert len({g["grant_id"] for g in cutovers(stack.data_dir)}) == len(
-            cutovers(stack.data_dir)
-        )
+        resume_and_check(stack, svc, deploy_id, manifest)
         rows = httpx.get(f"{stack.endpoints['production']['edge']}/v1/datasets/killed/rows")
         assert rows.json()["version"] == manifest.dataset("killed").digest
