@@ -18,6 +18,7 @@ import pytest
 from madbwpu_r.identity.http import MAX_SIGNED_BODY
 from tests.e2e.test_security import bearer, raw_exchange
 from tests.e2e.test_stack import Running
+from tests.edge.test_edge_slowloris import until_closed as _until_closed
 
 PEOPLE = b"id,name\n1,ann\n2,bob\n3,cy\n"
 
@@ -146,19 +147,6 @@ GUARD = 30.0  # seconds a test waits for a close that never comes: a guard, not 
 def _connect(url: str) -> socket.socket:
     parts = urlsplit(url)
     return socket.create_connection((parts.hostname, parts.port), timeout=GUARD)
-
-
-def _until_closed(sock: socket.socket) -> bytes:
-    """All the server sends until it closes (a TimeoutError fails the test: it kept it open)."""
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return data
-        if not chunk:
-            return data
-        data += chunk
 
 
 def _responses(data: bytes) -> list[tuple[int, bytes, bytes]]:

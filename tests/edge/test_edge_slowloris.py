@@ -24,8 +24,9 @@ def _connect(edge: Edge) -> socket.socket:
     return socket.create_connection((host, int(port)), timeout=GUARD)
 
 
-def _until_closed(sock: socket.socket) -> bytes:
-    """Everything the edge sends until it closes the connection."""
+def until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a TimeoutError fails the
+    test: the server kept it open)."""
     data = b""
     while True:
         try:
@@ -71,7 +72,7 @@ def test_a_head_sent_one_byte_at_a_time_is_cut_off_with_a_408(edge):
                 answer = b""
                 break
             if select.select([sock], [], [], 0.1)[0]:
-                answer = _until_closed(sock)
+                answer = until_closed(sock)
                 break
         else:
             pytest.fail("the whole trickle was accepted")
@@ -85,7 +86,7 @@ def test_a_head_sent_one_byte_at_a_time_is_cut_off_with_a_408(edge):
 
 def test_a_connection_that_never_sends_is_closed(edge):
     with _connect(edge) as sock:
-        assert _until_closed(sock) == b""  # closed, and nothing written: no request was made
+        assert until_closed(sock) == b""  # closed, and nothing written: no request was made
 
 
 def test_a_head_in_several_reads_within_the_timeout_is_served(edge):
