@@ -16,6 +16,7 @@ from madbwpu_r.api.state import ApiSettings
 from madbwpu_r.audit.layout import PROJECT_STORE_ENV
 from madbwpu_r.blobs import content_key, open_blobs
 from madbwpu_r.catalog.versions import VersionLibrary
+from madbwpu_r.release import serving
 from madbwpu_r.release.grant import mint_grant
 from madbwpu_r.release.manifest import DatasetEntry, Manifest
 from madbwpu_r.release.service import Releases
@@ -111,7 +112,8 @@ def test_grant_for_another_release_or_environment_or_expired(prod):
     assert prod.client.get("/v1/release").json()["release_id"] is None
 
 
-def test_edited_version_file_is_never_served(prod):
+def test_edited_version_file_is_never_served(prod, monkeypatch):
+    monkeypatch.setattr(serving, "RECHECK_SECONDS", 0.0)  # every read re-checks the blobs
     m1 = prod.manifest((1, "ann"))
     assert prod.cutover(prod.grant(m1), m1).status_code == 200
     m2 = prod.manifest((1, "cyd"), (2, "dan"))

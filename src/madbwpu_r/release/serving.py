@@ -77,8 +77,10 @@ class ReleaseGuard:
         except Exception as exc:  # noqa: BLE001 - an unreadable store is a problem to name, not a 500
             return self._fail(f"the release pointer cannot be read: {exc}")
         served = self.served
+        # A read checks the pointer (one statement); the log, the grant and every served blob
+        # (a stat, or an S3 HEAD each) are checked again at most every RECHECK_SECONDS.
         fresh = key == self._key and time.monotonic() - self._checked_at < RECHECK_SECONDS
-        if fresh and (served is None or self._files_unchanged(served)):
+        if fresh:
             return served
         with self._lock:
             try:
