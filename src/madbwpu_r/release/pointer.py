@@ -99,13 +99,6 @@ class PointerStore:
         state = self.store.pointer(self.env)
         return state.head, [_cutover(r) for r in state.cutovers], state.consumed, state.audited
 
-    def pointer(self) -> tuple[str, int] | None:
-        release_id, seq, _, _ = self.head()
-        return (release_id, seq) if release_id is not None and seq is not None else None
-
-    def cutovers(self) -> list[Cutover]:
-        return [_cutover(r) for r in self.store.pointer(self.env).cutovers]
-
 
 def _cutover(row: CutoverRow) -> Cutover:
     grant = CutoverGrant.from_json(orjson.loads(row.grant))

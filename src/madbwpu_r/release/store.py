@@ -22,9 +22,7 @@ from madbwpu_r.signing import canonical_json, digest
 from madbwpu_r.store import MetadataStore, UnitOfWork
 from madbwpu_r.store.ledger import GENESIS, LedgerEvent, event_hash
 
-__all__ = ["ArchiveRecord", "Event", "ProjectStore"]
-
-Event = LedgerEvent
+__all__ = ["ArchiveRecord", "ProjectStore"]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ edited by hand (a row changed, added or removed) no longer matches its digest.
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 from pathlib import Path
 
@@ -18,12 +17,7 @@ from madbwpu_r.release.manifest import DatasetEntry
 from madbwpu_r.store.port import Column
 from madbwpu_r.store.versions import version_digest
 
-__all__ = ["stat_signature", "verify_version_file"]
-
-
-def stat_signature(path: Path) -> tuple[int, int, int]:
-    st = os.stat(path)
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+__all__ = ["verify_version_file"]
 
 
 def verify_version_file(path: Path, entry: DatasetEntry) -> None:
