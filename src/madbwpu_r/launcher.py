@@ -177,11 +177,15 @@ class Stack:
     blob_url: str | None = None
     redis_url: str | None = None
     max_upload_bytes: int | None = None
+    body_timeout: float | None = None  # the API's and the edge's; None: their default
     children: list[Child] = field(default_factory=list)
     supervisors: list[Supervisor] = field(default_factory=list)
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # "edges" is a list
     scaling: dict[str, dict[str, int]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _body_timeout_argv(self) -> list[str]:
+        return [] if self.body_timeout is None else ["--body-timeout", str(self.body_timeout)]
 
     def _previous_ports(self) -> dict[str, dict[str, int]]:
         try:
@@ -248,6 +252,7 @@ class Stack:
                 api_argv += ["--store-url", store_url]
                 if self.max_upload_bytes is not None:
                     api_argv += ["--max-upload-bytes", str(self.max_upload_bytes)]
+                api_argv += self._body_timeout_argv()
                 for url in edge_urls:
                     api_argv += ["--edge", url]
                 name = f"{env}-api" if self.apis == 1 else f"{env}-api-{i}"
@@ -258,7 +263,7 @@ class Stack:
             edge_env = dict(base_env, MADBWPU_R_PURGE_TOKEN=secrets["purge_token"])
             for i, port in enumerate(edge_ports):
                 argv = CLI + ["edge", *origins, "--listen", f"{self.host}:{port}"]
-                argv += ["--name", f"{env}-edge-{i}", *pubsub]
+                argv += ["--name", f"{env}-edge-{i}", *pubsub, *self._body_timeout_argv()]
                 self.children.append(Child(f"{env}-edge-{i}", argv, edge_env))
             supervisor = Supervisor(
                 queue_url,

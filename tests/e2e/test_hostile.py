@@ -25,7 +25,8 @@ PEOPLE = b"id,name\n1,ann\n2,bob\n3,cy\n"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Running]:
-    running = Running(tmp_path_factory.mktemp("hostile") / "data")
+    # A short body timeout, so that a stalled body's cut-off is seen within the test.
+    running = Running(tmp_path_factory.mktemp("hostile") / "data", "--body-timeout", "2")
     assert running.ingest("staging", "people", PEOPLE)["status"] == "succeeded"
     yield running
     running.stop()
@@ -374,3 +375,24 @@ def test_no_traceback_in_any_log(stack):
     # Runs last in this module: every case above has been through the stack by now.
     assert digests(stack)
     assert "Traceback" not in stack.log.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("tier", ["edge", "api"])
+def test_an_upload_that_stops_arriving_is_cut_off_and_changes_nothing(stack, tier):
+    """A client that sends a head and a little of its body, then nothing, is answered 408 and
+    its connection closed; the partial upload becomes no ingest and no version."""
+    before = digests(stack)
+    parts = urlsplit(stack.endpoints["staging"][tier])
+    head = (
+        f"POST /v1/datasets/people/ingest HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Authorization: Bearer {stack.tokens['staging']['write_token']}\r\n"
+        "Content-Type: text/csv\r\nContent-Length: 100000\r\n\r\n"
+    ).encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+        sock.sendall(head + b"id,name\n4,dee\n")  # then nothing more
+        answer = _until_closed(sock)
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 408 "), answer[:300]
+    problem = orjson.loads(rest.partition(b"\r\n\r\n")[2])
+    assert problem["status"] == 408 and "stopped arriving" in problem["detail"]
+    assert_still_serving(stack, before)

@@ -1,7 +1,8 @@
-"""Slowloris: a request head that never ends, or never starts, does not hold a connection.
+"""Slowloris: a request head that never ends, or never starts, or a body that stops arriving,
+does not hold a connection.
 
-Each test runs a real `madbwpu-r edge` with `--header-timeout 1`; the generous GUARD bounds
-only how long a test waits for a close that never comes, it asserts no speed.
+Each test runs a real `madbwpu-r edge` with `--header-timeout 1 --body-timeout 1`; the generous
+GUARD bounds only how long a test waits for a close that never comes, it asserts no speed.
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ def _answer(sock: socket.socket, request: bytes) -> bytes:
 @pytest.fixture(params=["httptools", "h11"])
 def edge(request, origin, make_edge) -> Edge:
     http = request.param
-    return make_edge(origin.url, "--http", http, "--header-timeout", "1", name=f"slow-{http}")
+    return make_edge(
+        origin.url, "--http", http, "--header-timeout", "1", "--body-timeout", "1",
+        name=f"slow-{http}",
+    )  # fmt: skip
 
 
 def test_a_head_sent_one_byte_at_a_time_is_cut_off_with_a_408(edge):
@@ -101,3 +105,32 @@ def test_idle_time_between_requests_is_the_keep_alives_not_the_head_timeout(edge
         assert _answer(sock, GOOD).startswith(b"HTTP/1.1 200 ")
         time.sleep(2)  # idle past --header-timeout, well within --keep-alive (75 s)
         assert _answer(sock, GOOD).startswith(b"HTTP/1.1 200 ")
+
+
+def post_head(path: str, length: int) -> bytes:
+    return f"POST {path} HTTP/1.1\r\nHost: edge\r\nContent-Length: {length}\r\n\r\n".encode()
+
+
+def test_a_body_that_stops_arriving_is_cut_off_with_a_408(edge, origin, uniq):
+    refused = edge.stats()["refused"]
+    with _connect(edge) as sock:
+        sock.sendall(post_head(f"{uniq}/upload", 100) + b"x" * 10)  # then nothing more
+        answer = until_closed(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer[:300]
+    assert b"application/problem+json" in head
+    assert "stopped arriving" in orjson.loads(body)["detail"]
+    assert edge.stats()["refused"] == refused + 1
+    assert origin.count(f"{uniq}/upload") == 0  # the origin saw its request abandoned
+    assert edge.get("/healthz").status_code == 200
+
+
+def test_a_body_that_keeps_coming_is_never_cut_off_however_long_it_takes(edge, origin, uniq):
+    body = b"0123456789" * 3
+    with _connect(edge) as sock:
+        sock.sendall(post_head(f"{uniq}/upload", len(body)))
+        for byte in body:  # 30 bytes over about 3 s: three times the timeout, never idle for it
+            sock.sendall(bytes([byte]))
+            time.sleep(0.1)
+        assert _answer(sock, b"").startswith(b"HTTP/1.1 200 ")
+    assert origin.stats(f"{uniq}/upload")["body"]["bytes"] == len(body)

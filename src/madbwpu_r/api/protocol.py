@@ -6,6 +6,9 @@ the app; uvicorn itself would answer a `text/plain` 400. These answer the same 4
 RFC 9457 problem and close the connection; when the app is already handling the request (a
 bad chunk size in its body) they only close it, as the edge does: the app sees a disconnect,
 and no second response can follow on the connection.
+
+A body that stops arriving is cut off after `body_timeout` seconds without a byte (408; see
+`body_timeout.py`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from madbwpu_r.body_timeout import BodyIdleTimer
 from madbwpu_r.problems import raw_problem
 
 __all__ = ["ProblemH11Protocol", "ProblemHttpToolsProtocol"]
@@ -29,11 +33,27 @@ def _refuse(protocol: Any) -> None:
     protocol.transport.close()
 
 
-class ProblemHttpToolsProtocol(HttpToolsProtocol):
+class ProblemHttpToolsProtocol(BodyIdleTimer, HttpToolsProtocol):
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_body()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_watching_body()
+        super().connection_lost(exc)
+
     def send_400_response(self, msg: str) -> None:
         _refuse(self)
 
 
-class ProblemH11Protocol(H11Protocol):
+class ProblemH11Protocol(BodyIdleTimer, H11Protocol):
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_body()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_watching_body()
+        super().connection_lost(exc)
+
     def send_400_response(self, msg: str) -> None:
         _refuse(self)

@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 import typer
 
-from madbwpu_r.cli.options import check_redis_url
+from madbwpu_r.body_timeout import DEFAULT_BODY_TIMEOUT
+from madbwpu_r.cli.options import BodyTimeout, check_redis_url
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(k|ki|kib|kb|m|mi|mib|mb|g|gi|gib|gb)?\s*$", re.IGNORECASE)
 _UNITS = {"k": 2**10, "m": 2**20, "g": 2**30}
@@ -123,6 +124,7 @@ def register(app: typer.Typer) -> None:
             "first byte on a kept-alive connection); else 408 and the connection is closed "
             "(slowloris).",
         ),
+        body_timeout: BodyTimeout = DEFAULT_BODY_TIMEOUT,
         max_header_bytes: str = typer.Option(
             "32KiB", help="Largest request head (request line + header fields); larger: 431."
         ),
@@ -193,6 +195,7 @@ def register(app: typer.Typer) -> None:
             max_url_bytes=min(url_limit, head_limit),  # the target is part of the head
             max_body_bytes=parse_size(max_body_bytes),
             header_timeout=header_timeout,
+            body_timeout=body_timeout,
             targeted_cache_control=(*targeted, "cdn-cache-control"),
             forward_targeted_cache_control=forward_targeted_cache_control,
             forwarded_host=_forwarded_host(forwarded_host),

@@ -21,6 +21,18 @@ DataDir = Annotated[
 ]
 DEFAULT_DIR = Path(DEFAULT_DATA_DIR)
 
+BodyTimeout = Annotated[
+    float,
+    typer.Option(
+        "--body-timeout",
+        min=0.1,
+        max=3600.0,
+        metavar="SECONDS",
+        help="A request body that sends no byte for this long is cut off: 408 and the "
+        "connection closed (counted between reads, never over the whole upload).",
+    ),
+]
+
 
 def check_env(value: str) -> str:
     if value not in ENVIRONMENTS:

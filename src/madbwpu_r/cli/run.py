@@ -13,10 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from madbwpu_r.body_timeout import DEFAULT_BODY_TIMEOUT
 from madbwpu_r.cli.edge import parse_size
 from madbwpu_r.cli.options import (
     DEFAULT_DIR,
     BlobUrl,
+    BodyTimeout,
     DataDir,
     Env,
     QueueUrl,
@@ -89,6 +91,7 @@ def up(
     blob_url: BlobUrl = None,
     redis_url: RedisUrl = None,
     max_upload_bytes: MaxUpload = DEFAULT_MAX_UPLOAD,
+    body_timeout: BodyTimeout = DEFAULT_BODY_TIMEOUT,
 ) -> None:
     """Start staging and production: an edge, an API and workers each, on embedded defaults.
 
@@ -119,6 +122,7 @@ def up(
         blob_url=blob_url,
         redis_url=redis_url,
         max_upload_bytes=parse_size(max_upload_bytes),
+        body_timeout=body_timeout,
     )
     with StopSignals(lambda signum: stack.request_stop()):
         try:
@@ -186,6 +190,7 @@ def api(
         ),
     ] = 7 * 24 * 3600.0,
     max_upload_bytes: MaxUpload = DEFAULT_MAX_UPLOAD,
+    body_timeout: BodyTimeout = DEFAULT_BODY_TIMEOUT,
     public_url: Annotated[
         str | None,
         typer.Option(
@@ -202,6 +207,7 @@ def api(
     from madbwpu_r.api.protocol import ProblemHttpToolsProtocol
     from madbwpu_r.api.state import ApiSettings
     from madbwpu_r.blobs import BlobStoreError
+    from madbwpu_r.body_timeout import with_body_timeout
     from madbwpu_r.purge import PurgeError
     from madbwpu_r.queue import QueueError
     from madbwpu_r.store import StoreError
@@ -237,7 +243,8 @@ def api(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
-        http=ProblemHttpToolsProtocol,  # malformed HTTP: a problem+json 400, not text/plain
+        # Malformed HTTP: a problem+json 400, not text/plain; a stalled body: 408.
+        http=with_body_timeout(ProblemHttpToolsProtocol, body_timeout),
         # uvicorn would take X-Forwarded-For/-Proto from any peer on 127.0.0.1 (any local
         # client under `up`): the API trusts nothing a client says about its path, as the edge.
         proxy_headers=False,

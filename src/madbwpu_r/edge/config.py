@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from madbwpu_r.body_timeout import DEFAULT_BODY_TIMEOUT
+
 
 @dataclass(frozen=True)
 class EdgeConfig:
@@ -30,6 +32,8 @@ class EdgeConfig:
     max_body_bytes: int = 2**30  # request body (streamed to the origin) -> 413
     # Seconds a request head may take to arrive whole (slowloris); past it: 408 and closed.
     header_timeout: float = 20.0
+    # Seconds a request body may send nothing before it is cut off (408; body_timeout.py).
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
     # RFC 9213 targeted cache control: fields this edge obeys, most specific first.
     targeted_cache_control: tuple[str, ...] = ("cdn-cache-control",)
     forward_targeted_cache_control: bool = False

@@ -9,7 +9,8 @@ A head must also arrive whole within `header_timeout` seconds (slowloris): count
 accept for a connection's first request, from the head's first byte for a later one (the idle
 time between requests is `--keep-alive`'s, which uvicorn enforces). A connection past it is
 closed, with a `408` problem when part of a head had arrived. A new connection that sends
-nothing is closed after `header_timeout` too (uvicorn alone would keep it open for ever).
+nothing is closed after `header_timeout` too (uvicorn alone would keep it open for ever). A
+body that stops arriving for `body_timeout` seconds is cut off the same way (body_timeout.py).
 
 On a fresh hit the only added work is a few integer comparisons per request; a head timer is
 set only for a new connection and for a head that spans reads.
@@ -26,6 +27,7 @@ import httptools
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from madbwpu_r.body_timeout import BodyIdleTimer
 from madbwpu_r.edge.config import EdgeConfig
 from madbwpu_r.problems import raw_problem
 
@@ -55,6 +57,7 @@ class _Limits:
         self.headers = config.max_headers
         self.url_bytes = config.max_url_bytes
         self.header_timeout = config.header_timeout
+        self.body_timeout = config.body_timeout
         self.stats = getattr(app, "stats", None)
 
     def count(self) -> None:
@@ -71,8 +74,9 @@ class _Limits:
         return None
 
 
-class _HeadTimer:
-    """Closes a connection whose request head is not whole `header_timeout` s after it began."""
+class _HeadTimer(BodyIdleTimer):
+    """Closes a connection whose request head is not whole `header_timeout` s after it began
+    (and, as `BodyIdleTimer`, one whose body stops arriving)."""
 
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
@@ -90,6 +94,9 @@ class _HeadTimer:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+
+    def _count_refusal(self) -> None:
+        self._limits.count()
 
     def _head_started(self) -> bool:
         raise NotImplementedError
@@ -118,6 +125,7 @@ class GuardedHttpToolsProtocol(_HeadTimer, HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._limits = _Limits(self.app)
+        self.body_timeout = self._limits.body_timeout
         self._in_head = False
         self._head_bytes = 0  # of the current head, counted over reads that end inside it
         self._heads = 0
@@ -130,6 +138,7 @@ class GuardedHttpToolsProtocol(_HeadTimer, HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self._stop_watching_body()
         super().connection_lost(exc)
 
     def _head_started(self) -> bool:
@@ -158,6 +167,8 @@ class GuardedHttpToolsProtocol(_HeadTimer, HttpToolsProtocol):
             if self._head_bytes > self._limits.header_bytes:
                 limit = self._limits.header_bytes
                 self._refuse(431, f"The request's header block is larger than {limit} bytes.")
+                return
+        self._watch_body()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -240,6 +251,7 @@ class GuardedH11Protocol(_HeadTimer, H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._limits = _Limits(self.app)
+        self.body_timeout = self._limits.body_timeout
         self.conn = _LimitedConnection(self._limits)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -248,6 +260,7 @@ class GuardedH11Protocol(_HeadTimer, H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self._stop_watching_body()
         super().connection_lost(exc)
 
     def _head_started(self) -> bool:
@@ -259,6 +272,7 @@ class GuardedH11Protocol(_HeadTimer, H11Protocol):
             self._disarm_head_timer()  # the head is whole (or the connection is done with)
         elif self._head_started():
             self._arm_head_timer()
+        self._watch_body()
 
     def send_400_response(self, msg: str) -> None:
         refused = getattr(self.conn, "refused", None) or (400, msg)
