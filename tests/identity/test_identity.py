@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from madbwpu_r.audit.layout import open_log
+from madbwpu_r.api.audit import AuditApi
+from madbwpu_r.audit.layout import PROJECT_STORE_ENV, open_log
 from madbwpu_r.cli.main import app
 from madbwpu_r.identity.acts import ActError, make_act, replay
 from madbwpu_r.identity.keyring import KEY_ENV, Keyring, KeyringError, export_pem
-from madbwpu_r.identity.setup import init_project, open_directory
+from madbwpu_r.identity.setup import init_project, is_initialised, open_directory
+from madbwpu_r.problems import ProblemError
+from madbwpu_r.release.project import open_release_store
 from madbwpu_r.signing import SigningKey, public_key_to_b64
+from tests.queue.queue_backends import base_url
 
 runner = CliRunner()
 
@@ -182,3 +188,67 @@ def test_commands_on_an_uninitialised_dir_fail_cleanly(tmp_path: Path) -> None:
     code, out = cli("identity", "list", "--data-dir", str(tmp_path / "none"))
     assert code == 1 and "madbwpu-r init" in out
     assert not (tmp_path / "none").exists()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def project_store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The project's store: `DIR/project.sqlite`, or a fresh PostgreSQL schema named by
+    `$MADBWPU_R_PROJECT_STORE_URL` (no project.sqlite then)."""
+    monkeypatch.delenv(PROJECT_STORE_ENV, raising=False)
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    schema = base_url("postgres", tmp_path)
+    monkeypatch.setenv(PROJECT_STORE_ENV, next(schema))
+    yield "postgres"
+    next(schema, None)  # drops it
+
+
+def test_whether_init_ran_is_asked_of_the_project_store(project_store: str, tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    # Another command opened the project's store first (as the release commands do): that
+    # store exists, yet nobody ran `init`.
+    open_release_store(d).close()
+    assert not is_initialised(d)
+    code, out = cli("identity", "list", "--data-dir", str(d))
+    assert code == 1 and f"run `madbwpu-r init --data-dir {d}`" in out
+    with pytest.raises(ProblemError) as refused:
+        AuditApi(d, "staging", None).opened()
+    assert refused.value.status == 503 and "run `madbwpu-r init`" in str(refused.value.detail)
+
+    assert cli("init", "--data-dir", str(d))[0] == 0
+    assert is_initialised(d)
+    assert (d / "project.sqlite").exists() == (project_store == "sqlite")
+    code, out = cli("identity", "list", "--json", "--data-dir", str(d))
+    assert code == 0, out
+    assert {"admin", "audit-service"} <= {json.loads(line)["name"] for line in out.splitlines()}
+    api = AuditApi(d, "staging", None)
+    assert api.opened().directory.roles("admin") == {"admin"}
+    api.close()
+    # The project log is read from the same store, and DIR's identities are trusted.
+    archive = tmp_path / "project-archive"
+    code, out = cli("audit", "archive", "--log", "project", "--out", str(archive),
+                    "--data-dir", str(d))  # fmt: skip
+    assert code == 0, out
+    code, out = cli("audit", "verify", str(archive), "--data-dir", str(d))
+    assert code == 0 and "the archives' own" not in out, out
+    code, out = cli("audit", "verify", "--all", "--log", "project", "--data-dir", str(d))
+    assert code == 0, out
+
+
+def test_asking_whether_init_ran_creates_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(PROJECT_STORE_ENV, raising=False)
+    assert not is_initialised(tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_project_store_that_does_not_answer_is_a_message(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(PROJECT_STORE_ENV, "postgresql://postgres@127.0.0.1:1/none?schema=p")
+    for args in (["identity", "list"], ["audit", "verify", "--all", "--log", "project"]):
+        code, out = cli(*args, "--data-dir", str(tmp_path / "d"))
+        assert code == 1 and "cannot read the project's store" in out, out
+    with pytest.raises(ProblemError) as refused:
+        AuditApi(tmp_path / "d", "staging", None).opened()
+    assert refused.value.status == 503

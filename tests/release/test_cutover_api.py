@@ -195,6 +195,40 @@ def prod_events(prod: Production):
         return svc.store.events()
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_cutover_through_another_api_process_is_served_at_its_recheck(prod):
+    """Two API processes of production: the one that did not take the cutover serves the new
+    release from its next re-check on, and purges the edges of what it served until then."""
+    rows = "/v1/datasets/people/rows"
+    m1 = prod.manifest((1, "ann"))
+    assert prod.cutover(prod.grant(m1), m1).status_code == 200
+    other = create_app(prod.settings)
+    clock = Clock()
+    other.state.release.guard.clock = clock
+    purged: list[list[str]] = []
+    with TestClient(other, raise_server_exceptions=False) as second:
+        for app in (prod.client.app, other):  # whichever relay delivers the purge, it is seen
+            app.state.api.relay.deliverers["purge"] = lambda row: purged.append(row.payload["keys"])
+        assert second.get(rows).json()["rows"] == [{"id": 1, "name": "ann"}]
+        m2 = prod.manifest((1, "bob"))
+        assert prod.cutover(prod.grant(m2), m2).status_code == 200
+        assert prod.client.get(rows).json()["rows"] == [{"id": 1, "name": "bob"}]
+        assert second.get(rows).json()["rows"] == [{"id": 1, "name": "ann"}]  # the last decision
+        assert purged == []
+        clock.now += serving.RECHECK_SECONDS
+        assert second.get(rows).json()["rows"] == [{"id": 1, "name": "bob"}]
+        assert second.get("/v1/release").json()["release_id"] == m2.release_id
+        # At least once: both relays may hand over the one outbox row.
+        assert purged and all(keys == ["dataset:people", "datasets", "release"] for keys in purged)
+
+
 def test_a_pod_with_its_own_data_dir_accepts_the_pipelines_grant(tmp_path, monkeypatch):
     """On Kubernetes the deploying machine and production's pods share only the project's
     store (PostgreSQL), not a data directory: they still agree on the project a grant names."""

@@ -17,14 +17,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from madbwpu_r.audit.checkpointer import Checkpointer
-from madbwpu_r.audit.db import open_db
+from madbwpu_r.audit.db import AuditStoreError, open_db
 from madbwpu_r.audit.layout import AUDIT_KEY, LOGS, open_log, project_url
 from madbwpu_r.audit.log import AuditLog, origin_for
 from madbwpu_r.audit.records import AuditRecord
 from madbwpu_r.identity.directory import IdentityDirectory
 from madbwpu_r.identity.http import NonceStore, RequestVerifier
 from madbwpu_r.identity.keyring import Keyring, KeyringError
-from madbwpu_r.identity.setup import missing_audit_key
+from madbwpu_r.identity.setup import is_initialised, missing_audit_key
 from madbwpu_r.problems import ProblemError
 
 __all__ = ["AuditApi", "routes"]
@@ -54,28 +54,31 @@ class AuditApi:
     def opened(self) -> _Opened:
         with self._lock:
             if self._opened is None:
-                if not (self.data_dir / "project.sqlite").exists():
-                    raise ProblemError(503, detail="no identities yet: run `madbwpu-r init`")
-                db = open_db(project_url(self.data_dir))
-                directory = IdentityDirectory(db)
-                logs = {"project": AuditLog(db, origin_for("project"))}
-                for name in LOGS[1:]:
-                    if name == self.env and self.store_url:
-                        logs[name] = AuditLog.open(self.store_url, origin_for(name))
-                    elif name == self.env:
-                        logs[name] = open_log(self.data_dir, name)
-                self._opened = _Opened(directory, RequestVerifier(directory, NonceStore(db)), logs)
+                try:
+                    if not is_initialised(self.data_dir):
+                        raise ProblemError(503, detail="no identities yet: run `madbwpu-r init`")
+                    self._opened = self._open()
+                except AuditStoreError as exc:
+                    raise ProblemError(503, detail=f"the audit store: {exc}") from None
             return self._opened
+
+    def _open(self) -> _Opened:
+        db = open_db(project_url(self.data_dir))
+        directory = IdentityDirectory(db)
+        logs = {"project": AuditLog(db, origin_for("project"))}
+        for name in LOGS[1:]:
+            if name == self.env and self.store_url:
+                logs[name] = AuditLog.open(self.store_url, origin_for(name))
+            elif name == self.env:
+                logs[name] = open_log(self.data_dir, name)
+        return _Opened(directory, RequestVerifier(directory, NonceStore(db)), logs)
 
     def start(self) -> None:
         """Checkpoint periodically, when this data dir has an audit key to do it with."""
         try:
             opened = self.opened()
-        except ProblemError:
-            log.warning(
-                "audit checkpoints are off: %s has no identities; run `madbwpu-r init`",
-                self.data_dir,
-            )
+        except ProblemError as exc:
+            log.warning("audit checkpoints are off for %s: %s", self.data_dir, exc.detail)
             return
         try:
             key = Keyring(self.data_dir).load(AUDIT_KEY)

@@ -27,7 +27,7 @@ from madbwpu_r.release.grant import PIPELINE_IDENTITY, CutoverGrant, verify_gran
 from madbwpu_r.release.manifest import Manifest, ManifestError, diff
 from madbwpu_r.release.pointer import PointerStore
 from madbwpu_r.release.project import open_keyring, open_release_store, project_name
-from madbwpu_r.release.serving import ReleaseGuard, ReleaseView
+from madbwpu_r.release.serving import ReleaseGuard, ReleaseView, ServedRelease
 from madbwpu_r.security import bearer_token, tokens_equal
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,15 @@ MAX_CUTOVER_BODY = 4 << 20
 MAX_DECISION_BODY = 64 << 10
 
 
+def stale_keys(before: Manifest | None, after: Manifest) -> list[str]:
+    """The surrogate keys that a switch from `before` to `after` makes stale at the edges."""
+    return [f"dataset:{name}" for name in diff(before, after).touched] + ["datasets", "release"]
+
+
 class ReleaseState:
     def __init__(self, api: ApiState):
         data_dir = api.settings.data_dir
+        self.api = api
         self.env = api.settings.env
         self.keys = open_keyring(data_dir)
         self.events = open_release_store(data_dir)
@@ -56,6 +62,7 @@ class ReleaseState:
             project=self.project,
             env=self.env,
             report=self._report_tamper,
+            moved=self._moved,
         )
 
     def close(self) -> None:
@@ -66,6 +73,12 @@ class ReleaseState:
         self.events.record(
             "production-api", "release.tamper_detected", self.env, "refused", {"problem": problem}
         )
+
+    def _moved(self, before: ServedRelease, after: ServedRelease) -> None:
+        """A cutover made through another API process, seen at this one's re-check: until now
+        this process served the release before, which the edges may have cached since that
+        cutover's purge, so purge them again for what changed."""
+        self.api.catalog.invalidate(stale_keys(before.manifest, after.manifest))
 
     def refuse(
         self, request: Request, action: str, status: int, code: str, detail: str
@@ -179,8 +192,9 @@ async def cutover(request: Request) -> Response:
             now=time.time(),
         )
         rel.guard.trust_files(manifest)
-        before = rel.guard.current()
+        before = rel.guard.refresh()  # not the last decision: another process may have cut over
         done = rel.pointers.switch(grant, manifest)
+        rel.guard.refresh()  # this process serves the new release before the edges are purged
         rel.events.record(
             f"{PIPELINE_IDENTITY}:{grant.deploy_id}",
             f"cutover.{grant.action}",
@@ -194,15 +208,16 @@ async def cutover(request: Request) -> Response:
                 "previous_release": before.release_id if before else None,
             },
         )
-        changed = diff(before.manifest if before else None, manifest)
-        return {"seq": done.seq, "touched": list(changed.touched), "changes": changed.to_json()}
+        previous = before.manifest if before else None
+        changes = diff(previous, manifest).to_json()
+        return {"seq": done.seq, "keys": stale_keys(previous, manifest), "changes": changes}
 
     try:
         result = await run_in_threadpool(switch)
     except Refused as exc:
         status = 409 if exc.code == "grant-replayed" else 403
         raise rel.refuse(request, "cutover.refused", status, exc.code, exc.message) from None
-    keys = [f"dataset:{name}" for name in result["touched"]] + ["datasets", "release"]
+    keys = result["keys"]
     purge = await api.invalidator.apurge(keys=keys)
     served = await run_in_threadpool(rel.guard.current)
     return ORJSONResponse(

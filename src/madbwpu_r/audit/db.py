@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from madbwpu_r.audit import _sql
 from madbwpu_r.audit._sql import Dialect
 
-__all__ = ["AuditDB", "AuditStoreError", "open_db"]
+__all__ = ["AuditDB", "AuditStoreError", "database_exists", "open_db"]
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -183,11 +183,21 @@ class PostgresDB(AuditDB):
 _PG_STORE_OPTIONS = ("pool_size", "pool_timeout")
 
 
+def _sqlite_path(url: str) -> Path:
+    return Path(url.split("?", 1)[0].removeprefix("sqlite://"))
+
+
+def database_exists(url: str) -> bool:
+    """Whether opening `url` finds a database rather than makes one: a SQLite file must be
+    there already; a server's schema is made (empty) when it is first opened."""
+    return urlsplit(url).scheme != "sqlite" or _sqlite_path(url).exists()
+
+
 def open_db(url: str) -> AuditDB:
     """`sqlite:///PATH` or `postgresql://...?schema=NAME`: any metadata store URL."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
-        return SQLiteDB(Path(url.split("?", 1)[0].removeprefix("sqlite://")))
+        return SQLiteDB(_sqlite_path(url))
     if parts.scheme in ("postgresql", "postgres"):
         options = dict(parse_qsl(parts.query))
         schema = options.pop("schema", "public")

@@ -150,6 +150,12 @@ class Catalog:
         results = self._deliver()
         return Published(applied, results.get(seq) if seq is not None else None)
 
+    def invalidate(self, keys: list[str]) -> dict[str, Any] | None:
+        """Purge the edges for `keys` through the outbox: now if it can be, else by the relay."""
+        with self.store.unit_of_work() as uow:
+            seq = uow.emit(OutboxMessage("purge", {"keys": keys}))
+        return self._deliver().get(seq)
+
     # ---- jobs -------------------------------------------------------------------------------
 
     def job_status(self, job_id: str) -> dict[str, Any]:

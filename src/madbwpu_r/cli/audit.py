@@ -30,7 +30,7 @@ from madbwpu_r.audit.live import verify_log
 from madbwpu_r.audit.log import AuditLog, origin_for
 from madbwpu_r.audit.verify import Report
 from madbwpu_r.cli.acting import As, KeyFile, acting_key, fail
-from madbwpu_r.cli.identity import _directory
+from madbwpu_r.cli.identity import _directory, initialised
 from madbwpu_r.cli.options import DEFAULT_DIR, BlobUrl, DataDir, StoreUrl
 from madbwpu_r.config import ENVIRONMENTS
 from madbwpu_r.identity.directory import IdentityDirectory
@@ -104,7 +104,8 @@ Until = Annotated[str | None, typer.Option(help="Entries before this ISO 8601 ti
 @contextmanager
 def _log(data_dir: Path, name: str, store_url: str | None = None) -> Iterator[AuditLog]:
     """A log: an environment's in `--store-url` when given (as `api` has it), else under DIR.
-    The project log always lives in DIR/project.sqlite, beside the identities."""
+    The project log is in the project's store (`DIR/project.sqlite`, or
+    `$MADBWPU_R_PROJECT_STORE_URL`), beside the identities."""
     try:
         if store_url and name in ENVIRONMENTS:
             log = AuditLog.open(store_url, origin_for(name))
@@ -346,8 +347,8 @@ def verify_(
     trust: Annotated[
         Path | None,
         typer.Option(
-            help="`identity list --json` output of keys to trust (default: DIR's identities "
-            "when DIR exists, else the archive's own signed identity acts)."
+            help="`identity list --json` output of keys to trust (default: the project's "
+            "identities once `init` has run, else the archive's own signed identity acts)."
         ),
     ] = None,
     log: OnlyLog = None,
@@ -377,7 +378,7 @@ def verify_(
         except ArchiveError as exc:
             raise fail(str(exc)) from None
     reports: list[Report] = []
-    if all_ or (trusted is None and (data_dir / "project.sqlite").exists()):
+    if all_ or (trusted is None and initialised(data_dir)):
         with _directory(data_dir) as directory:
             trusted = trusted if trusted is not None else _trusted(directory)
             if all_:

@@ -14,16 +14,18 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from madbwpu_r.audit.db import AuditStoreError
+from madbwpu_r.audit.layout import PROJECT_STORE_ENV
 from madbwpu_r.cli.acting import As, KeyFile, acting_key, fail
 from madbwpu_r.cli.options import DEFAULT_DIR, DataDir
 from madbwpu_r.identity.acts import ActError, make_act
 from madbwpu_r.identity.directory import IdentityDirectory
 from madbwpu_r.identity.keyring import Keyring, KeyringError, check_name
 from madbwpu_r.identity.roles import ROLES, RoleError, check_roles
-from madbwpu_r.identity.setup import init_project, open_directory
+from madbwpu_r.identity.setup import init_project, is_initialised, open_directory
 from madbwpu_r.signing import SignatureError, public_key_from_b64, public_key_to_b64
 
-__all__ = ["register", "require_project"]
+__all__ = ["initialised", "register", "require_project"]
 
 identity_app = typer.Typer(
     name="identity",
@@ -40,15 +42,33 @@ Roles = Annotated[
 ]
 
 
+def _unreadable(exc: AuditStoreError) -> typer.Exit:
+    return fail(f"cannot read the project's store: {exc}")
+
+
+def initialised(data_dir: Path) -> bool:
+    """`is_initialised`, with a project store that does not answer as a message."""
+    try:
+        return is_initialised(data_dir)
+    except AuditStoreError as exc:
+        raise _unreadable(exc) from None
+
+
 def require_project(data_dir: Path) -> None:
-    if not (data_dir / "project.sqlite").exists():
-        raise fail(f"{data_dir} has no identities yet: run `madbwpu-r init --data-dir {data_dir}`")
+    if not initialised(data_dir):
+        where = f" with this ${PROJECT_STORE_ENV}" if os.environ.get(PROJECT_STORE_ENV) else ""
+        raise fail(
+            f"this project has no identities yet: run `madbwpu-r init --data-dir {data_dir}`{where}"
+        )
 
 
 @contextmanager
 def _directory(data_dir: Path) -> Iterator[IdentityDirectory]:
     require_project(data_dir)
-    directory = open_directory(data_dir)
+    try:
+        directory = open_directory(data_dir)
+    except AuditStoreError as exc:
+        raise _unreadable(exc) from None
     try:
         yield directory
     finally:

@@ -1,7 +1,8 @@
 """`madbwpu-r init`: the project's admin identity and the audit service's key, made once.
 
-It writes only under DIR (keys, `project.sqlite`, the project log's first checkpoint), never an
-environment's store, which may be on PostgreSQL.
+It writes the keys under DIR and the identities and the project log's first checkpoint into the
+project's store (`DIR/project.sqlite`, or `$MADBWPU_R_PROJECT_STORE_URL`), never into an
+environment's store.
 
 Safe to run again (and after a crash half-way): each step is skipped when already done.
 """
@@ -11,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from madbwpu_r.audit.db import open_db
+from madbwpu_r.audit.db import database_exists, open_db
 from madbwpu_r.audit.layout import AUDIT_KEY, open_log, project_url, write_witness
 from madbwpu_r.identity.acts import make_act
 from madbwpu_r.identity.directory import IdentityDirectory
 from madbwpu_r.identity.keyring import Keyring, KeyringError, check_name
 from madbwpu_r.signing import SigningKey, public_key_to_b64
 
-__all__ = ["InitResult", "init_project", "missing_audit_key", "open_directory"]
+__all__ = ["InitResult", "init_project", "is_initialised", "missing_audit_key", "open_directory"]
 
 
 def missing_audit_key(data_dir: Path) -> str:
@@ -33,6 +34,21 @@ def missing_audit_key(data_dir: Path) -> str:
 
 def open_directory(data_dir: Path) -> IdentityDirectory:
     return IdentityDirectory(open_db(project_url(data_dir)))
+
+
+def is_initialised(data_dir: Path) -> bool:
+    """Has `init` run for this project? Asked of the project's store, where `init` records the
+    admin identity: no file beside DIR can tell, as that store may be on PostgreSQL, and other
+    commands create `DIR/project.sqlite` before `init` runs. Asking creates no embedded store;
+    AuditStoreError when the store does not answer."""
+    url = project_url(data_dir)
+    if not database_exists(url):
+        return False
+    directory = IdentityDirectory(open_db(url))
+    try:
+        return not directory.empty()  # the first act can only be `init`'s admin
+    finally:
+        directory.db.close()
 
 
 @dataclass(frozen=True)

@@ -90,10 +90,6 @@ class PointerStore:
             uow.audit(cutover_record(grant, manifest, row.hash))
         return _cutover(row)
 
-    def head(self) -> tuple[str | None, int | None, int | None, str | None]:
-        """(pointer release, pointer seq, latest cutover seq, its hash), read in one statement."""
-        return self.store.pointer_head(self.env)
-
     def snapshot(self) -> tuple[tuple[Any, ...], list[Cutover], dict[str, str], set[str]]:
         """Head, cutover log, consumed grants and audited grant digests, in one transaction."""
         state = self.store.pointer(self.env)

@@ -45,6 +45,18 @@ class ServedRelease:
 
 
 class ReleaseGuard:
+    """The one decision every production read takes: which verified release to serve.
+
+    It is re-checked (pointer, cutover log, grant, audit entry, a stat of every served blob) at
+    most every RECHECK_SECONDS, whatever the outcome; reads in between take the last decision
+    and ask neither the store nor the blob store anything, so an outage of either costs one
+    re-check per interval, not a query or an S3 HEAD per read. A decision is one immutable
+    `ServedRelease`, so a read sees a whole release. A cutover made on this process is seen at
+    once (`refresh`); one made through another API process of the environment at this
+    process's next re-check, which then calls `moved` so that the edges can be purged of what
+    this process served meanwhile.
+    """
+
     def __init__(
         self,
         pointers: PointerStore,
@@ -54,6 +66,8 @@ class ReleaseGuard:
         project: str,
         env: str,
         report: Callable[[str], None] = lambda problem: None,
+        moved: Callable[[ServedRelease, ServedRelease], None] = lambda before, after: None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.pointers = pointers
         self.keys = keys
@@ -61,39 +75,60 @@ class ReleaseGuard:
         self.project = project
         self.env = env
         self.report = report
+        self.moved = moved
+        self.clock = clock
         self.served: ServedRelease | None = None
         self.problem: str | None = None
         self._lock = threading.Lock()
-        self._key: tuple | None = None
-        self._checked_at = 0.0
+        self._checked_at: float | None = None  # when the last decision was taken
         # sha256 -> (size, modified) of the blob-store object whose rows were verified.
         self._files: dict[str, tuple[int, float | None]] = {}
         self._reported: set[str] = set()
 
+    def _fresh(self) -> bool:
+        at = self._checked_at
+        return at is not None and self.clock() - at < RECHECK_SECONDS
+
     def current(self) -> ServedRelease | None:
         """The verified release to serve now (possibly the last verified one)."""
+        if self._fresh():
+            return self.served
+        # While another read re-checks (which may fetch and re-read files), serve the last
+        # decision; only before the first one is there nothing to serve but what it finds.
+        if not self._lock.acquire(blocking=self._checked_at is None):
+            return self.served
         try:
-            key = tuple(self.pointers.head())
-        except Exception as exc:  # noqa: BLE001 - an unreadable store is a problem to name, not a 500
-            return self._fail(f"the release pointer cannot be read: {exc}")
-        served = self.served
-        # A read checks the pointer (one statement); the log, the grant and every served blob
-        # (a stat, or an S3 HEAD each) are checked again at most every RECHECK_SECONDS.
-        fresh = key == self._key and time.monotonic() - self._checked_at < RECHECK_SECONDS
-        if fresh:
-            return served
+            return self.served if self._fresh() else self._recheck(announce=True)
+        finally:
+            self._lock.release()
+
+    def refresh(self) -> ServedRelease | None:
+        """Re-check now: around a cutover made on this process, whose handler purges the edges."""
         with self._lock:
+            return self._recheck(announce=False)
+
+    def _recheck(self, announce: bool) -> ServedRelease | None:
+        before = self.served
+        try:
             try:
                 key, cutovers, consumed, audited = self.pointers.snapshot()
-                verified = self._verify(key, cutovers, consumed, audited)
-            except Refused as exc:
-                self._key = tuple(key)
-                self._checked_at = time.monotonic()
-                return self._fail(exc.message)
-            self.served, self.problem = verified, None
-            self._key = tuple(key)
-            self._checked_at = time.monotonic()
-            return verified
+            except Exception as exc:  # noqa: BLE001 - an unreadable store is a problem to name, not a 500
+                raise Refused(
+                    "pointer-unreadable", f"the release pointer cannot be read: {exc}"
+                ) from None
+            verified = self._verify(key, cutovers, consumed, audited)
+        except Refused as exc:
+            served = self._fail(exc.message)
+            self._checked_at = self.clock()
+            return served
+        self.served, self.problem = verified, None
+        self._checked_at = self.clock()
+        if announce and before and verified and before.release_id != verified.release_id:
+            try:
+                self.moved(before, verified)
+            except Exception:  # noqa: BLE001 - the release is served; the purge is best effort here
+                log.exception("could not announce the release this process now serves")
+        return verified
 
     def _fail(self, problem: str) -> ServedRelease | None:
         self.problem = problem

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,17 @@ from madbwpu_r.release.grant import PIPELINE_IDENTITY, mint_grant
 from madbwpu_r.release.keyring import LocalKeyring
 from madbwpu_r.release.manifest import Manifest
 from madbwpu_r.release.pipeline import DeployLedger, DeployRecord, StepOutcome
+from madbwpu_r.release.serving import RECHECK_SECONDS
 from madbwpu_r.release.store import ArchiveRecord, ProjectStore
 from madbwpu_r.release.verify_files import verify_version_file
 
-__all__ = ["Environments", "TierRunner", "deploy_context"]
+__all__ = ["SETTLE_SECONDS", "Environments", "TierRunner", "deploy_context"]
+
+# How long production's checks may fail after a cutover before they are a verdict: an API
+# process that did not take the cutover serves it from its next re-check on (RECHECK_SECONDS),
+# once it has verified the release's files, and then purges the edges of what it served before;
+# a smoke query through the edge may reach any API process.
+SETTLE_SECONDS = RECHECK_SECONDS + 8.0
 
 
 class Environments:
@@ -130,6 +138,9 @@ class TierRunner:
         envs: Environments,
         project: str,
         http: httpx.Client | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.data_dir = Path(data_dir)
         self.store = store
@@ -137,6 +148,7 @@ class TierRunner:
         self.envs = envs
         self.project = project
         self.http = http or httpx.Client(timeout=30)
+        self.clock, self.sleep = clock, sleep
 
     def run(self, step: str, deploy: DeployRecord, ledger: DeployLedger) -> StepOutcome:
         manifest = self.store.release(deploy.release_id)
@@ -408,7 +420,7 @@ class TierRunner:
     def _verify(
         self, deploy: DeployRecord, manifest: Manifest, ledger: DeployLedger
     ) -> StepOutcome:
-        problems = self.check_production(deploy.environment, manifest)
+        problems = self._settled(deploy.environment, manifest)
         if not problems:
             return StepOutcome(
                 "passed",
@@ -439,6 +451,15 @@ class TierRunner:
             evidence,
             rolled_back_to=previous.release_id,
         )
+
+    def _settled(self, env: str, manifest: Manifest) -> list[str]:
+        """`check_production`, again until it passes, for up to SETTLE_SECONDS."""
+        deadline = self.clock() + SETTLE_SECONDS
+        while True:
+            problems = self.check_production(env, manifest)
+            if not problems or self.clock() >= deadline:
+                return problems
+            self.sleep(0.25)
 
     def check_production(self, env: str, manifest: Manifest) -> list[str]:
         problems = []

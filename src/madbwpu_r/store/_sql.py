@@ -460,10 +460,6 @@ class SQLStore(MetadataStore):
         with self._errors(), self._connection() as conn:
             return LedgerSQL(conn, self._sql, self.audit_dialect).events(target, action_prefix)
 
-    def pointer_head(self, env: str) -> tuple[str | None, int | None, int | None, str | None]:
-        with self._errors(), self._connection() as conn:
-            return LedgerSQL(conn, self._sql, self.audit_dialect).pointer_head(env)
-
     def pointer(self, env: str) -> PointerState:
         # One transaction, so the pointer, the log and the grants are one consistent state.
         with self._errors(), self._transaction() as conn:

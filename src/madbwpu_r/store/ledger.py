@@ -146,7 +146,3 @@ class LedgerReads(abc.ABC):
     @abc.abstractmethod
     def pointer(self, env: str) -> PointerState:
         """The pointer, the whole cutover log, consumed grants and audited grant digests."""
-
-    @abc.abstractmethod
-    def pointer_head(self, env: str) -> tuple[str | None, int | None, int | None, str | None]:
-        """(pointer release, pointer seq, latest cutover seq, its hash) in one statement."""
