@@ -99,3 +99,32 @@ def test_an_ingest_and_its_version_are_in_the_environment_log(
     assert [e.action for e in entries] == ["ingest.accepted", "version.published"]
     assert entries[1].evidence["version"] == status["version"]
     assert entries[0].detail == f"job {status['id']}" or status["id"] in entries[0].detail
+
+
+def _open_fds(path: Path) -> int:
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += Path(fd.readlink()).name.startswith(path.name)
+        except OSError:
+            continue
+    return count
+
+
+def test_a_log_that_cannot_be_opened_leaves_nothing_open(tmp_path: Path) -> None:
+    """The environment's log on an unreachable store: a 503 each time, and the project's store
+    opened before it is closed again (a retry per request would otherwise leak a connection)."""
+    from madbwpu_r.api.audit import AuditApi
+    from madbwpu_r.problems import ProblemError
+
+    init_project(tmp_path)
+    unreachable = "postgresql://postgres@127.0.0.1:9/test?connect_timeout=1"
+    audit = AuditApi(tmp_path, "staging", unreachable)
+    project = tmp_path / "project.sqlite"
+    before = _open_fds(project)
+    for _ in range(3):
+        with pytest.raises(ProblemError) as refused:
+            audit.opened()
+        assert refused.value.status == 503
+    assert _open_fds(project) == before

@@ -63,14 +63,20 @@ class AuditApi:
             return self._opened
 
     def _open(self) -> _Opened:
+        """Everything or nothing: what opened before a failure is closed (a retry reopens)."""
         db = open_db(project_url(self.data_dir))
-        directory = IdentityDirectory(db)
         logs = {"project": AuditLog(db, origin_for("project"))}
-        for name in LOGS[1:]:
-            if name == self.env and self.store_url:
-                logs[name] = AuditLog.open(self.store_url, origin_for(name))
-            elif name == self.env:
-                logs[name] = open_log(self.data_dir, name)
+        try:
+            for name in LOGS[1:]:
+                if name == self.env and self.store_url:
+                    logs[name] = AuditLog.open(self.store_url, origin_for(name))
+                elif name == self.env:
+                    logs[name] = open_log(self.data_dir, name)
+        except BaseException:
+            for opened in logs.values():
+                opened.close()
+            raise
+        directory = IdentityDirectory(db)
         return _Opened(directory, RequestVerifier(directory, NonceStore(db)), logs)
 
     def start(self) -> None:
