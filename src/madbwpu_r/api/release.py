@@ -21,10 +21,11 @@ from madbwpu_r.api.responses import NO_STORE, ORJSONResponse
 from madbwpu_r.api.state import ApiState
 from madbwpu_r.bodies import read_limited
 from madbwpu_r.problems import ProblemError
+from madbwpu_r.release.cutover import Cutovers, stale_keys
 from madbwpu_r.release.decisions import QaDecision, verify_decision
 from madbwpu_r.release.errors import Refused
-from madbwpu_r.release.grant import PIPELINE_IDENTITY, CutoverGrant, verify_grant
-from madbwpu_r.release.manifest import Manifest, ManifestError, diff
+from madbwpu_r.release.grant import CutoverGrant
+from madbwpu_r.release.manifest import Manifest, ManifestError
 from madbwpu_r.release.pointer import PointerStore
 from madbwpu_r.release.project import open_keyring, open_release_store, project_name
 from madbwpu_r.release.serving import ReleaseGuard, ReleaseView, ServedRelease
@@ -39,11 +40,6 @@ PIPELINE_HINT = (
 )
 MAX_CUTOVER_BODY = 4 << 20
 MAX_DECISION_BODY = 64 << 10
-
-
-def stale_keys(before: Manifest | None, after: Manifest) -> list[str]:
-    """The surrogate keys that a switch from `before` to `after` makes stale at the edges."""
-    return [f"dataset:{name}" for name in diff(before, after).touched] + ["datasets", "release"]
 
 
 class ReleaseState:
@@ -64,6 +60,10 @@ class ReleaseState:
             report=self._report_tamper,
             moved=self._moved,
         )
+        self.cutovers = Cutovers(
+            self.pointers, self.guard, self.keys, self.events, self.project,
+            deliver=api.catalog.deliver_outbox,
+        )  # fmt: skip
 
     def close(self) -> None:
         self.events.close()
@@ -149,7 +149,6 @@ async def get_release(request: Request) -> Response:
 
 async def cutover(request: Request) -> Response:
     rel = _release(request)
-    api: ApiState = request.app.state.api
     if rel.env != PRODUCTION:
         raise rel.refuse(
             request,
@@ -177,57 +176,20 @@ async def cutover(request: Request) -> Response:
     except ManifestError as exc:
         raise rel.refuse(request, "cutover.refused", 403, "manifest-altered", str(exc)) from None
 
-    def switch() -> dict[str, Any]:
-        import time
-
-        pipeline = rel.keys.public_key(PIPELINE_IDENTITY)
-        if pipeline is None:
-            raise Refused("no-pipeline-key", "the project's pipeline identity is not registered")
-        verify_grant(
-            grant,
-            pipeline,
-            project=rel.project,
-            environment=rel.env,
-            release_id=manifest.release_id,
-            now=time.time(),
-        )
-        rel.guard.trust_files(manifest)
-        before = rel.guard.refresh()  # not the last decision: another process may have cut over
-        done = rel.pointers.switch(grant, manifest)
-        rel.guard.refresh()  # this process serves the new release before the edges are purged
-        rel.events.record(
-            f"{PIPELINE_IDENTITY}:{grant.deploy_id}",
-            f"cutover.{grant.action}",
-            rel.env,
-            "ok",
-            {
-                "release_id": manifest.release_id,
-                "grant_id": grant.grant_id,
-                "cutover": done.seq,
-                "entry_hash": done.hash,
-                "previous_release": before.release_id if before else None,
-            },
-        )
-        previous = before.manifest if before else None
-        changes = diff(previous, manifest).to_json()
-        return {"seq": done.seq, "keys": stale_keys(previous, manifest), "changes": changes}
-
     try:
-        result = await run_in_threadpool(switch)
+        done = await run_in_threadpool(rel.cutovers.accept, grant, manifest)
     except Refused as exc:
         status = 409 if exc.code == "grant-replayed" else 403
         raise rel.refuse(request, "cutover.refused", status, exc.code, exc.message) from None
-    keys = result["keys"]
-    purge = await api.invalidator.apurge(keys=keys)
     served = await run_in_threadpool(rel.guard.current)
     return ORJSONResponse(
         {
-            "release_id": manifest.release_id,
-            "cutover": result["seq"],
+            "release_id": done.release_id,
+            "cutover": done.seq,
             "served": served.release_id if served else None,
-            "purged": keys,
-            "purge": purge,
-            "changes": result["changes"],
+            "purged": done.keys,
+            "purge": done.purge,
+            "changes": done.changes,
         },
         headers={"Cache-Control": NO_STORE},
     )

@@ -106,7 +106,7 @@ class Catalog:
                                 detail=f"job {record.job_id}")
                 )  # fmt: skip
         failpoint("ingest-committed")
-        self._deliver()
+        self.deliver_outbox()
         return Accepted(kept.job_id, dataset, duplicate=kept.job_id != record.job_id)
 
     def record_progress(self, job_id: str, attempt: int, fraction: float, message: str) -> None:
@@ -147,14 +147,14 @@ class Catalog:
                         detail=f"job {job_id}, {version.row_count} rows",
                     )
                 )
-        results = self._deliver()
+        results = self.deliver_outbox()
         return Published(applied, results.get(seq) if seq is not None else None)
 
     def invalidate(self, keys: list[str]) -> dict[str, Any] | None:
         """Purge the edges for `keys` through the outbox: now if it can be, else by the relay."""
         with self.store.unit_of_work() as uow:
             seq = uow.emit(OutboxMessage("purge", {"keys": keys}))
-        return self._deliver().get(seq)
+        return self.deliver_outbox().get(seq)
 
     # ---- jobs -------------------------------------------------------------------------------
 
@@ -184,7 +184,7 @@ class Catalog:
         with self.store.unit_of_work() as uow:
             uow.emit(OutboxMessage("retry", {"job_id": job_id}))
             uow.audit(AuditRecord(actor, "job.retry", f"job:{job_id}", detail=info.queue))
-        self._deliver()
+        self.deliver_outbox()
         after = self.queue.get(job_id)
         if after is None or after.state == "dead":
             raise Conflict(f"job {job_id} could not be retried yet; the relay will try again")
@@ -198,7 +198,7 @@ class Catalog:
             raise NotFound(f"no ingest job with id {job_id!r}")
         return record
 
-    def _deliver(self) -> dict[int, Any]:
+    def deliver_outbox(self) -> dict[int, Any]:
         """Deliver now, so the caller sees the effect; what fails stays for the relay."""
         try:
             return self.relay.flush()

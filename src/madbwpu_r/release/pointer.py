@@ -1,12 +1,14 @@
 """Production's release pointer, kept in the environment's own store (`store.ledger`).
 
 One transaction consumes the grant id, appends the cutover to the environment's chained
-cutover log, adds the audit entry the API checks before serving, and moves the pointer. A
+cutover log, adds the audit entry the API checks before serving, moves the pointer and queues
+the edges' purge in the outbox. A
 replayed grant hits the primary key of `consumed_grants` and changes nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,7 @@ from madbwpu_r.release.errors import Refused
 from madbwpu_r.release.grant import CutoverGrant
 from madbwpu_r.release.manifest import Manifest
 from madbwpu_r.signing import canonical_json, digest
-from madbwpu_r.store import MetadataStore
+from madbwpu_r.store import MetadataStore, OutboxMessage
 from madbwpu_r.store.ledger import GENESIS, CutoverRow
 
 __all__ = ["GENESIS", "Cutover", "PointerStore", "cutover_hash"]
@@ -74,8 +76,11 @@ class PointerStore:
         self.store = store
         self.env = env
 
-    def switch(self, grant: CutoverGrant, manifest: Manifest) -> Cutover:
-        """Consume the grant, chain the cutover, audit it and move the pointer: one transaction."""
+    def switch(
+        self, grant: CutoverGrant, manifest: Manifest, purge: Sequence[str] = ()
+    ) -> tuple[Cutover, int | None]:
+        """Consume the grant, chain the cutover, audit it, move the pointer and queue the purge
+        of `purge` (surrogate keys) in the outbox: one transaction. The outbox row's seq too."""
         body = manifest.canonical()
         doc = grant.to_json()
         with self.store.unit_of_work() as uow:
@@ -88,7 +93,8 @@ class PointerStore:
                     "grant-replayed", f"the cutover grant {grant.grant_id} was already used"
                 )
             uow.audit(cutover_record(grant, manifest, row.hash))
-        return _cutover(row)
+            outbox = uow.emit(OutboxMessage("purge", {"keys": list(purge)})) if purge else None
+        return _cutover(row), outbox
 
     def snapshot(self) -> tuple[tuple[Any, ...], list[Cutover], dict[str, str], set[str]]:
         """Head, cutover log, consumed grants and audited grant digests, in one transaction."""
