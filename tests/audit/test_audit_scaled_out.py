@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from madbwpu_r.audit.layout import PROJECT_STORE_ENV
 from madbwpu_r.audit.log import AuditLog, origin_for
 from madbwpu_r.audit.records import AuditRecord
 from madbwpu_r.blobs import open_blobs
@@ -119,6 +120,21 @@ def test_the_commands_read_archive_sign_off_and_verify_a_postgres_log(
     code, text = cli("audit", "verify", "--all", "--log", "production",
                      "--store-url", url, "--data-dir", d)  # fmt: skip
     assert code == 1 and "FAILED log production" in text and "first bad entry: 1" in text
+
+
+def test_the_commands_on_a_project_store_in_postgres(tmp_path: Path, pg_store_url: str) -> None:
+    """`$MADBWPU_R_PROJECT_STORE_URL` on a server: no DIR/project.sqlite, and none is needed."""
+    d, env = str(tmp_path / "pg"), {PROJECT_STORE_ENV: pg_store_url}
+    code, text = cli("audit", "pending", "--data-dir", d, env=env)
+    assert code == 1 and "has no identities yet" in text  # an empty store: `init` first
+    assert cli("init", "--data-dir", d, env=env)[0] == 0
+    assert not (tmp_path / "pg" / "project.sqlite").exists()
+    code, text = cli("audit", "log", "--log", "project", "--data-dir", d, env=env)
+    assert code == 0 and "identity.init" in text, text
+    code, text = cli("audit", "pending", "--data-dir", d, env=env)
+    assert code == 0 and "no archive awaits signoff" in text, text
+    code, text = cli("audit", "verify", "--all", "--log", "project", "--data-dir", d, env=env)
+    assert code == 0 and "OK log project" in text, text
 
 
 def test_a_sqlite_store_url_with_its_options(project: Path, tmp_path: Path) -> None:

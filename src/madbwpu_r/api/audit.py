@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from madbwpu_r.audit.checkpointer import Checkpointer
 from madbwpu_r.audit.db import open_db
-from madbwpu_r.audit.layout import AUDIT_KEY, LOGS, open_log, project_url
+from madbwpu_r.audit.layout import AUDIT_KEY, LOGS, open_log, project_missing, project_url
 from madbwpu_r.audit.log import AuditLog, origin_for
 from madbwpu_r.audit.records import AuditRecord
 from madbwpu_r.identity.directory import IdentityDirectory
@@ -54,7 +54,7 @@ class AuditApi:
     def opened(self) -> _Opened:
         with self._lock:
             if self._opened is None:
-                if not (self.data_dir / "project.sqlite").exists():
+                if project_missing(self.data_dir):
                     raise ProblemError(503, detail="no identities yet: run `madbwpu-r init`")
                 db = open_db(project_url(self.data_dir))
                 directory = IdentityDirectory(db)

@@ -20,6 +20,7 @@ __all__ = [
     "PROJECT_STORE_ENV",
     "log_url",
     "open_log",
+    "project_missing",
     "project_url",
     "read_witness",
     "write_witness",
@@ -38,6 +39,14 @@ def project_url(data_dir: Path) -> str:
     """`$MADBWPU_R_PROJECT_STORE_URL`, else the embedded `DIR/project.sqlite`."""
     return os.environ.get(PROJECT_STORE_ENV) or "sqlite:///" + str(
         (Path(data_dir) / "project.sqlite").resolve()
+    )
+
+
+def project_missing(data_dir: Path) -> bool:
+    """The embedded `DIR/project.sqlite` is not there (opening it would make an empty one); a
+    project store on a server (`$MADBWPU_R_PROJECT_STORE_URL`) is never missing a file."""
+    return (
+        not os.environ.get(PROJECT_STORE_ENV) and not (Path(data_dir) / "project.sqlite").exists()
     )
 
 

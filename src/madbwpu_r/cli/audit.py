@@ -25,7 +25,14 @@ from madbwpu_r.audit.archive import (
 )
 from madbwpu_r.audit.checkpoint import CheckpointError
 from madbwpu_r.audit.db import AuditStoreError
-from madbwpu_r.audit.layout import AUDIT_KEY, LOGS, open_log, read_witness, write_witness
+from madbwpu_r.audit.layout import (
+    AUDIT_KEY,
+    LOGS,
+    open_log,
+    project_missing,
+    read_witness,
+    write_witness,
+)
 from madbwpu_r.audit.live import verify_log
 from madbwpu_r.audit.log import AuditLog, origin_for
 from madbwpu_r.audit.verify import Report
@@ -104,7 +111,7 @@ Until = Annotated[str | None, typer.Option(help="Entries before this ISO 8601 ti
 @contextmanager
 def _log(data_dir: Path, name: str, store_url: str | None = None) -> Iterator[AuditLog]:
     """A log: an environment's in `--store-url` when given (as `api` has it), else under DIR.
-    The project log always lives in DIR/project.sqlite, beside the identities."""
+    The project log lives beside the identities, in the project's store."""
     try:
         if store_url and name in ENVIRONMENTS:
             log = AuditLog.open(store_url, origin_for(name))
@@ -377,7 +384,7 @@ def verify_(
         except ArchiveError as exc:
             raise fail(str(exc)) from None
     reports: list[Report] = []
-    if all_ or (trusted is None and (data_dir / "project.sqlite").exists()):
+    if all_ or (trusted is None and not project_missing(data_dir)):
         with _directory(data_dir) as directory:
             trusted = trusted if trusted is not None else _trusted(directory)
             if all_:

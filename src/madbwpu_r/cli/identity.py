@@ -14,6 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from madbwpu_r.audit.layout import project_missing
 from madbwpu_r.cli.acting import As, KeyFile, acting_key, fail
 from madbwpu_r.cli.options import DEFAULT_DIR, DataDir
 from madbwpu_r.identity.acts import ActError, make_act
@@ -41,8 +42,12 @@ Roles = Annotated[
 
 
 def require_project(data_dir: Path) -> None:
-    if not (data_dir / "project.sqlite").exists():
-        raise fail(f"{data_dir} has no identities yet: run `madbwpu-r init --data-dir {data_dir}`")
+    if project_missing(data_dir):
+        raise _no_identities(data_dir)
+
+
+def _no_identities(data_dir: Path) -> typer.Exit:
+    return fail(f"{data_dir} has no identities yet: run `madbwpu-r init --data-dir {data_dir}`")
 
 
 @contextmanager
@@ -50,6 +55,8 @@ def _directory(data_dir: Path) -> Iterator[IdentityDirectory]:
     require_project(data_dir)
     directory = open_directory(data_dir)
     try:
+        if directory.empty():  # a project store on a server that `init` never filled
+            raise _no_identities(data_dir)
         yield directory
     finally:
         directory.db.close()
