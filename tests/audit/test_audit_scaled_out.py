@@ -10,13 +10,15 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from madbwpu_r.audit.layout import PROJECT_STORE_ENV
 from madbwpu_r.audit.log import AuditLog, origin_for
 from madbwpu_r.audit.records import AuditRecord
 from madbwpu_r.blobs import open_blobs
@@ -119,6 +121,59 @@ def test_the_commands_read_archive_sign_off_and_verify_a_postgres_log(
     code, text = cli("audit", "verify", "--all", "--log", "production",
                      "--store-url", url, "--data-dir", d)  # fmt: skip
     assert code == 1 and "FAILED log production" in text and "first bad entry: 1" in text
+
+
+def test_the_commands_on_a_project_store_in_postgres(tmp_path: Path, pg_store_url: str) -> None:
+    """`$MADBWPU_R_PROJECT_STORE_URL` on a server: no DIR/project.sqlite, and none is needed."""
+    d, env = str(tmp_path / "pg"), {PROJECT_STORE_ENV: pg_store_url}
+    code, text = cli("audit", "pending", "--data-dir", d, env=env)
+    assert code == 1 and "has no identities yet" in text  # an empty store: `init` first
+    assert cli("init", "--data-dir", d, env=env)[0] == 0
+    assert not (tmp_path / "pg" / "project.sqlite").exists()
+    code, text = cli("audit", "log", "--log", "project", "--data-dir", d, env=env)
+    assert code == 0 and "identity.init" in text, text
+    code, text = cli("audit", "pending", "--data-dir", d, env=env)
+    assert code == 0 and "no archive awaits signoff" in text, text
+    code, text = cli("audit", "verify", "--all", "--log", "project", "--data-dir", d, env=env)
+    assert code == 0 and "OK log project" in text, text
+
+
+def test_first_opens_of_a_fresh_schema_at_once_do_not_collide(pg_store_url: str) -> None:
+    """`up` starts every API at once, and each opens the project's store as an audit log, an
+    identity directory, a nonce store and a metadata store: on a fresh PostgreSQL schema their
+    `CREATE ... IF NOT EXISTS` must queue on one lock, not fail with a duplicate key."""
+    from madbwpu_r.audit.db import open_db
+    from madbwpu_r.identity.directory import IdentityDirectory
+    from madbwpu_r.identity.http import NonceStore
+
+    def as_api() -> None:
+        db = open_db(pg_store_url)
+        try:
+            IdentityDirectory(db)
+            NonceStore(db)
+        finally:
+            db.close()
+
+    def as_store() -> None:
+        open_store(pg_store_url).close()
+
+    openers = [as_api, as_store] * 4
+    start = threading.Barrier(len(openers))
+    failures: list[BaseException] = []
+
+    def run(opener: Callable[[], None]) -> None:
+        start.wait()
+        try:
+            opener()
+        except Exception as exc:  # noqa: BLE001 - every failure is the finding
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(o,)) for o in openers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
 
 
 def test_a_sqlite_store_url_with_its_options(project: Path, tmp_path: Path) -> None:

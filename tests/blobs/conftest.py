@@ -1,7 +1,8 @@
 """One blob suite, run against every backend (STYLE.md point 3).
 
-The S3 side talks HTTP to moto's standalone server, which these fixtures start on a loopback
-port (a dev dependency, so `.ci/run` has it); each test gets a bucket of its own.
+The S3 side talks HTTP to moto's standalone server (`S3Server`, a dev dependency, so `.ci/run`
+has it), which tests/conftest.py's `s3_server` starts once on a loopback port; each test gets a
+bucket of its own.
 """
 
 from __future__ import annotations
@@ -76,27 +77,6 @@ class S3Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    server = S3Server().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
-    """Point boto3 at an endpoint through the standard AWS settings only."""
-
-    def point(endpoint: str) -> None:
-        for name, value in AWS_ENV.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.delenv("AWS_PROFILE", raising=False)
-        monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-
-    return point
 
 
 @pytest.fixture(params=BACKENDS)

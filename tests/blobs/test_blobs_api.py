@@ -16,6 +16,7 @@ def test_exported_names() -> None:
             "DEFAULT_CACHE_BYTES",
             "BlobCache",
             "BlobConfigError",
+            "BlobExists",
             "BlobInfo",
             "BlobNotFound",
             "BlobReader",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from madbwpu_r.blobs import (
+    BlobExists,
     BlobNotFound,
     BlobStore,
     BlobStoreError,
@@ -116,6 +118,54 @@ def test_overwrite_replaces_whole(store: BlobStore) -> None:
 
 
 @pytest.mark.parametrize(
+    "size", [0, 10, 5 * MiB, 11 * MiB], ids=["empty", "single", "1part", "3parts"]
+)
+def test_create_only_writes_once(store: BlobStore, size: int) -> None:
+    data, other = pattern(size), pattern(size + 1)
+    info = store.put("once/k", Trickle(data), sha256=sha(data), create_only=True)
+    assert (info.size, info.sha256) == (size, sha(data))
+    with pytest.raises(BlobExists):
+        store.put("once/k", Trickle(other), create_only=True)
+    with pytest.raises(BlobExists):
+        store.put("once/k", Trickle(data), sha256=sha(data), create_only=True)  # same bytes too
+    assert store.read_bytes("once/k", sha256=sha(data)) == data
+    with pytest.raises(DigestMismatch):  # a refused create leaves nothing, whatever its size
+        store.put("once/bad", Trickle(data), sha256=sha(other), create_only=True)
+    assert [i.key for i in store.list("once/")] == ["once/k"]
+    store.delete("once/k")  # deleting frees the key; a plain put still replaces
+    store.put("once/k", other, create_only=True)
+    store.put("once/k", b"replaced")
+    assert store.read_bytes("once/k") == b"replaced"
+
+
+def test_racing_creators_exactly_one_wins(make_store) -> None:  # type: ignore[no-untyped-def]
+    """Writers on handles of their own create one key at once: the store, not a check before
+    the put, decides; the blob is the winner's bytes, whole."""
+    writers = 6
+    stores = [make_store() for _ in range(writers)]
+    start = threading.Barrier(writers)
+    won: list[int] = []
+    refused: list[int] = []
+
+    def create(n: int) -> None:
+        start.wait()
+        try:
+            stores[n].put("race/k", pattern(1000 + n), create_only=True)
+            won.append(n)
+        except BlobExists:
+            refused.append(n)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and len(refused) == writers - 1, (won, refused)
+    assert stores[0].read_bytes("race/k") == pattern(1000 + won[0])
+    assert [i.key for i in stores[0].list()] == ["race/k"]
+
+
+@pytest.mark.parametrize(
     "size", [10, 5 * MiB, 10 * MiB, 11 * MiB], ids=["single", "1part", "2parts", "3parts"]
 )
 def test_expected_digest_accepted_and_mismatch_refused(store: BlobStore, size: int) -> None:
@@ -214,6 +264,7 @@ BAD_KEYS = [
 def test_bad_keys_refused(store: BlobStore, key: str, tmp_path: Path) -> None:
     for call in (
         lambda: store.put(key, b"x"),
+        lambda: store.put(key, b"x", create_only=True),
         lambda: store.open(key),
         lambda: store.stat(key),
         lambda: store.delete(key),
@@ -263,6 +314,7 @@ def test_corrupt_content_blob_detected(store: BlobStore, tmp_path: Path) -> None
 
 def test_errors_are_the_packages_own(store: BlobStore) -> None:
     assert issubclass(BlobNotFound, BlobStoreError)
+    assert issubclass(BlobExists, BlobStoreError)
     assert issubclass(DigestMismatch, BlobStoreError)
     assert issubclass(InvalidKey, BlobStoreError)
 

@@ -16,6 +16,7 @@ import pytest
 
 from madbwpu_r.blobs import (
     BlobConfigError,
+    BlobExists,
     BlobStoreError,
     BlobUnavailable,
     DigestMismatch,
@@ -61,6 +62,26 @@ def test_refused_multipart_put_leaves_no_upload_behind(s3: S3Server) -> None:
     client = raw_client(s3)
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_create_only_is_the_servers_condition_and_leaves_no_upload_behind(s3: S3Server) -> None:
+    bucket = bucket_name()
+    store = open_blobs(f"s3://{bucket}/p?create=1&part_size=5")
+    store.ping()
+    client = raw_client(s3)
+    client.put_object(Bucket=bucket, Key="p/k", Body=b"theirs")  # another writer, not this port
+    for data in (b"mine", pattern(11 * MiB)):  # one PUT, then a multipart upload
+        with pytest.raises(BlobExists, match="'k' exists"):
+            store.put("k", Trickle(data), create_only=True)
+    with pytest.raises(DigestMismatch):
+        store.put("new", Trickle(pattern(11 * MiB)), sha256=hashlib.sha256(b"x").hexdigest(),
+                  create_only=True)  # fmt: skip
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert client.get_object(Bucket=bucket, Key="p/k")["Body"].read() == b"theirs"
+    assert [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]] == ["p/k"]
+    store.put("big", Trickle(pattern(11 * MiB)), create_only=True)
+    head = client.head_object(Bucket=bucket, Key="p/big")
+    assert head["ETag"].strip('"').endswith("-3")  # a multipart upload, completed on condition
 
 
 def test_sigkilled_writer_leaves_no_partial_object(s3: S3Server) -> None:

@@ -6,11 +6,11 @@ Every bypass tried here is refused and recorded.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -19,47 +19,8 @@ import pytest
 from madbwpu_r.release.grant import mint_grant
 from madbwpu_r.release.project import open_release_store
 from madbwpu_r.signing import SigningKey
+from tests.e2e.release_stack import TOKEN, Project
 from tests.e2e.release_stack import ReleaseStack as Running
-
-CLI = [sys.executable, "-m", "madbwpu_r"]
-TOKEN = "2gr-uugjyishz-f0"
-
-
-class Project:
-    def __init__(self, running: Running):
-        self.running = running
-        self.dir = running.data_dir
-
-    def cli(self, *args: str, ok: int | None = 0) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [*CLI, *args, "--data-dir", str(self.dir)], capture_output=True, text=True, timeout=120
-        )
-        if ok is not None:
-            assert done.returncode == ok, done.stdout + done.stderr
-        return done
-
-    def events(self, action: str) -> list:
-        store = open_release_store(self.dir)
-        try:
-            return store.events(action_prefix=action)
-        finally:
-            store.close()
-
-    def archive_of(self, deploy_id: str) -> str:
-        """Where the pipeline archived the deploy's audit segment (its `deploy status` says so)."""
-        status = self.cli("deploy", "status", deploy_id).stdout
-        assert f"audit signoff {self.dir}" in status, status
-        return status.rsplit("audit signoff ", 1)[1].split()[0]  # the "waits for" line
-
-    def cut(self) -> str:
-        out = self.cli("release", "cut", "--env", "staging", "--as", "deployer").stdout
-        return out.split("release ", 1)[1].split()[0]
-
-    def api(self, env: str) -> str:
-        return self.running.endpoints[env]["api"]
-
-    def edge(self, env: str) -> str:
-        return self.running.endpoints[env]["edge"]
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +94,11 @@ def test_release_workflow_end_to_end(project: Project):
     rows = run.http.get(f"{p.edge('production')}/v1/datasets/people/rows").json()
     assert rows["rows"] == [{"id": 1, "name": "ann"}, {"id": 2, "name": "bob"}]
     assert "waits for compliance: madbwpu-r audit signoff" in p.cli("deploy", "status").stdout
+    # The deploy's archive is in production's blob store (embedded: a directory), not in DIR.
+    archive1 = p.archive_of(deploy1)
+    assert archive1.startswith(f"file://{p.dir.resolve()}/production/blobs/audit/archives/project/")
+    assert Path(urlsplit(archive1).path, "archive.json").is_file()
+    assert not (p.dir / "audit" / "archives").exists()
 
     # Second release: staging changes; production keeps serving release 1 meanwhile.
     assert (
@@ -152,7 +118,7 @@ def test_release_workflow_end_to_end(project: Project):
         "deploy", r2, "--to", "production", "--guardrail", TOKEN, "--as", "deployer", ok=1
     )
     assert "security.archives_signed_off" in refused.stderr and deploy1 in refused.stderr
-    p.cli("audit", "signoff", p.archive_of(deploy1), "--as", "compliance")
+    p.cli("audit", "signoff", archive1, "--as", "compliance")
 
     reader = Reader(f"{p.edge('production')}/v1/datasets/people/rows")
     reader.start()

@@ -21,9 +21,13 @@ REDIS = "redis://127.0.0.1:6379/0"
 
 
 @contextmanager
-def scaled_out_engines(data: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
-    """`up`'s options for PostgreSQL + Redis + S3 (moto's server), and the AWS settings;
-    everything the run left on the servers is removed afterwards."""
+def scaled_out_engines(
+    data: Path, *, project_store: bool = False
+) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """`up`'s options for PostgreSQL + Redis + S3 (moto's server), and the AWS settings (with
+    `project_store`, the project's store in PostgreSQL too); everything the run left on the
+    servers is removed afterwards."""
+    from madbwpu_r.audit.layout import PROJECT_STORE_ENV
     from madbwpu_r.launcher import project_id
     from tests.blobs.conftest import AWS_ENV, S3Server
     from tests.queue.queue_backends import PG_URL, drop_pg_schema, require_postgres, require_redis
@@ -36,6 +40,8 @@ def scaled_out_engines(data: Path) -> Iterator[tuple[list[str], dict[str, str]]]
     try:
         env = {**os.environ, **AWS_ENV, "AWS_ENDPOINT_URL": s3.url}
         env.pop("AWS_PROFILE", None)
+        if project_store:
+            env[PROJECT_STORE_ENV] = f"{PG_URL}?schema={tag}_project"
         extra = [
             "--store-url",
             f"{PG_URL}?schema={tag}",
@@ -51,6 +57,7 @@ def scaled_out_engines(data: Path) -> Iterator[tuple[list[str], dict[str, str]]]
         s3.stop()
         for environment in ("staging", "production"):
             drop_pg_schema(f"{tag}_{project}_{environment}")
+        drop_pg_schema(f"{tag}_project")
         import redis
 
         client = redis.Redis.from_url(REDIS)

@@ -63,11 +63,14 @@ __all__ = [
     "FORMAT",
     "Archive",
     "ArchiveError",
+    "ArchiveExists",
+    "archive_exists",
     "archive_url",
     "export_archive",
     "is_archive_url",
     "load_archive",
     "pending",
+    "record_archive",
     "sign_off",
     "verify_archive",
 ]
@@ -78,6 +81,10 @@ ARCHIVE_PURPOSE = "audit-archive"
 
 class ArchiveError(Exception):
     """An archive cannot be written or read (exists already, unreadable, not an archive)."""
+
+
+class ArchiveExists(ArchiveError):
+    """What was to be written is there already (perhaps by a concurrent writer): written once."""
 
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -151,8 +158,8 @@ def export_archive(
 ) -> Archive:
     """Checkpoint the log now, then write the selected segment with everything to verify it."""
     out = _where(out)
-    if _exists(out):
-        raise ArchiveError(f"{out} exists: archives are written once")
+    if archive_exists(out):  # early, before a checkpoint; the write itself is create-only
+        raise ArchiveExists(f"{out} exists: archives are written once")
     final = log.checkpoint(key)
     d = log.db.dialect
     with log.db.read() as conn:  # one snapshot; nothing past the new checkpoint is read
@@ -208,19 +215,36 @@ def export_archive(
     raw = orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     _write_member(out, "archive.json", raw, create=True)
     archive = Archive(out, doc, [], raw)
-    log.append(
-        AuditRecord(
-            actor=actor,
-            action="audit.archive",
-            target=f"archive:{final.body_hash().hex()}",
-            evidence={"archive": archive.digest, "checkpoint": final.body_hash().hex()},
-            detail=f"{out} entries {start}..{stop - 1}",
-        )
-    )
+    log.append(_archived(archive, actor))
     return archive
 
 
-def _exists(out: Where) -> bool:
+def _archived(archive: Archive, actor: str) -> AuditRecord:
+    """The log's `audit.archive` entry for an archive (what `pending` lists)."""
+    cp, doc = archive.checkpoint.body_hash().hex(), archive.doc
+    return AuditRecord(
+        actor=actor,
+        action="audit.archive",
+        target=f"archive:{cp}",
+        evidence={"archive": archive.digest, "checkpoint": cp},
+        detail=f"{archive.path} entries {doc['start']}..{doc['stop'] - 1}",
+    )
+
+
+def record_archive(log: AuditLog, archive: Archive, actor: str) -> bool:
+    """Append the `audit.archive` entry of an archive written earlier, unless the log has it:
+    a writer killed between the archive and its entry leaves it unlisted by `pending`."""
+    record = _archived(archive, actor)
+    known = log.query(action=record.action, target=record.target, limit=1 << 30)
+    if any(e.evidence.get("archive") == archive.digest for e in known):
+        return False
+    log.append(record)
+    return True
+
+
+def archive_exists(out: Where) -> bool:
+    """Whether `out` holds an archive's `archive.json` (whole or not: a put is atomic)."""
+    out = _where(out)
     if isinstance(out, Path):
         return out.exists()
     with _blobs(out) as blobs:
@@ -254,32 +278,38 @@ def _blob_call(url: str, call: Callable[[], _T]) -> _T:
 
 def _write_member(out: Where, name: str, data: bytes, create: bool = False) -> None:
     if isinstance(out, str):
+        from madbwpu_r.blobs import BlobExists
+
         with _blobs(out) as blobs:
-            # Write-once by refusing a member that exists (S3 has no portable create-only
-            # put); a signoff's name is its signer's and the time's, so none overwrites another.
-            if _blob_call(out, lambda: blobs.exists(name)):
-                what = "exists: archives are written once" if create else f"already has {name}"
-                raise ArchiveError(f"{out} {what}")
-            _blob_call(out, lambda: blobs.put(name, data, sha256=digest(data)))
+
+            def put() -> None:
+                # Create-only, decided by the store: of writers racing for a member, one wins.
+                try:
+                    blobs.put(name, data, sha256=digest(data), create_only=True)
+                except BlobExists:
+                    what = "exists: archives are written once" if create else f"already has {name}"
+                    raise ArchiveExists(f"{out} {what}") from None
+
+            _blob_call(out, put)
         return
     if out.suffix == ".tar":
         mode: Literal["x", "a"] = "x" if create else "a"
         try:
             with tarfile.open(out, mode) as tar:
                 if not create and name in tar.getnames():
-                    raise ArchiveError(f"{out} already has {name}")
+                    raise ArchiveExists(f"{out} already has {name}")
                 info = tarfile.TarInfo(name)
                 info.size, info.mtime, info.mode = len(data), int(time.time()), 0o444
                 tar.addfile(info, io.BytesIO(data))
         except FileExistsError:
-            raise ArchiveError(f"{out} exists: archives are written once") from None
+            raise ArchiveExists(f"{out} exists: archives are written once") from None
         return
     target = out / name
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
     except FileExistsError:
-        raise ArchiveError(f"{target} exists: archives are written once") from None
+        raise ArchiveExists(f"{target} exists: archives are written once") from None
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()

@@ -40,6 +40,10 @@ class AuditDB:
     def read(self) -> contextlib.AbstractContextManager[Any]:
         raise NotImplementedError
 
+    def ddl(self) -> contextlib.AbstractContextManager[Any]:
+        """A transaction for `CREATE ... IF NOT EXISTS` (SQLite's write lock serialises it)."""
+        return self.transaction()
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -144,15 +148,24 @@ class PostgresDB(AuditDB):
             raise AuditStoreError(f"bad postgres schema name {schema!r}")
         self._psycopg = psycopg
         self.dialect = replace(_sql.POSTGRES, prefix=f'"{schema}".')
+        self._schema = schema
         self._lock = threading.RLock()
         try:
             self._db = psycopg.connect(conninfo, autocommit=True)
-            self._db.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         except psycopg.Error as exc:
             raise AuditStoreError(f"postgres audit store unreachable: {exc}") from None
-        with self.transaction() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("audit:" + schema,))
+        with self.ddl() as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             _sql.create_tables(conn, self.dialect)
+
+    @contextlib.contextmanager
+    def ddl(self) -> Iterator[Any]:
+        """PostgreSQL's `CREATE ... IF NOT EXISTS` races between processes (a duplicate
+        `pg_type` row), so it runs under the schema's advisory lock: the metadata store's own
+        key (`store/postgres.py`), as both create the audit tables in one schema."""
+        with self.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("store:" + self._schema,))
+            yield conn
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:

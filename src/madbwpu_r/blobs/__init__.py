@@ -22,6 +22,7 @@ from madbwpu_r.blobs.cache import (
 )
 from madbwpu_r.blobs.errors import (
     BlobConfigError,
+    BlobExists,
     BlobNotFound,
     BlobStoreError,
     BlobUnavailable,
@@ -36,6 +37,7 @@ __all__ = [
     "DEFAULT_CACHE_BYTES",
     "BlobCache",
     "BlobConfigError",
+    "BlobExists",
     "BlobInfo",
     "BlobNotFound",
     "BlobReader",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "BlobConfigError",
+    "BlobExists",
     "BlobNotFound",
     "BlobStoreError",
     "BlobUnavailable",
@@ -26,6 +27,10 @@ class BlobUnavailable(BlobStoreError):
 
 class BlobNotFound(BlobStoreError, LookupError):
     """No blob under that key."""
+
+
+class BlobExists(BlobStoreError):
+    """A create-only put found the key taken (by an earlier or a concurrent writer): refused."""
 
 
 class InvalidKey(BlobStoreError, ValueError):

@@ -2,7 +2,9 @@
 
 A put streams into `DIR/.tmp/`, fsyncs, then renames into place and fsyncs the directory, so a
 reader sees the old blob or the whole new one and a crash leaves at most a temp file, which
-the next open (or `sweep`) removes. Files are 0600 and directories 0700: blobs are the product's data.
+the next open (or `sweep`) removes. A create-only put links the temp file into place instead of
+renaming it: `link(2)` fails when the name exists, so of racing creators exactly one wins.
+Files are 0600 and directories 0700: blobs are the product's data.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlsplit
 
-from madbwpu_r.blobs.errors import BlobConfigError, BlobNotFound, BlobUnavailable, InvalidKey
+from madbwpu_r.blobs.errors import (
+    BlobConfigError,
+    BlobExists,
+    BlobNotFound,
+    BlobUnavailable,
+    InvalidKey,
+)
 from madbwpu_r.blobs.port import CHUNK, STALE_PARTIAL, BlobInfo, BlobStore, Readable
 
 __all__ = ["FileBlobStore"]
@@ -76,6 +84,12 @@ class FileBlobStore(BlobStore):
     # ---- primitives ---------------------------------------------------------------------------
 
     def _put(self, key: str, reader: Readable) -> None:
+        self._write(key, reader, create=False)
+
+    def _create(self, key: str, reader: Readable) -> None:
+        self._write(key, reader, create=True)
+
+    def _write(self, key: str, reader: Readable, *, create: bool) -> None:
         final = self._path(key)
         tmp = self._tmp / f"{self._host}.{os.getpid()}.{uuid.uuid4().hex}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -85,17 +99,22 @@ class FileBlobStore(BlobStore):
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            self._rename(tmp, final, key)
+            self._rename(tmp, final, key, create)
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _rename(self, tmp: Path, final: Path, key: str) -> None:
+    def _rename(self, tmp: Path, final: Path, key: str, create: bool) -> None:
+        """Move the whole temp file into place; `create`: a hard link, which the kernel refuses
+        atomically when the name exists (a rename would replace it)."""
         for _ in range(5):  # a concurrent delete may remove an emptied parent: make it again
             try:
                 _mkdirs(final.parent, self.root)
                 if final.is_dir():
                     raise InvalidKey(f"blob key {key!r} is a prefix of other blobs' keys here")
-                os.replace(tmp, final)
+                if not create:
+                    os.replace(tmp, final)
+                elif not _link(tmp, final):
+                    raise BlobExists(f"blob {key!r} exists in {self.url}: it is written once")
             except FileNotFoundError:
                 continue
             except (NotADirectoryError, FileExistsError):
@@ -175,6 +194,15 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    return True
+
+
+def _link(src: Path, dst: Path) -> bool:
+    """Link `src` as `dst` unless `dst` exists (False then); never replaces anything."""
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        return False
     return True
 
 

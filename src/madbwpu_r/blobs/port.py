@@ -3,8 +3,9 @@
 Policy that must not drift between backends lives in `BlobStore` once: key validation, the
 streaming SHA-256 and size of every put, refusing a put whose bytes do not match the digest
 promised (before anything becomes visible), verifying a read against an expected digest, and
-content addressing (`content_key`). A backend only moves bytes (`_put`, `_open`, `_stat`,
-`_delete`, `_list`, `_ping`) and maps its driver's errors in `_errors()`.
+content addressing (`content_key`). A backend only moves bytes (`_put`, `_create`, `_open`,
+`_stat`, `_delete`, `_list`, `_ping`) and maps its driver's errors in `_errors()`; `_create`
+is the store's own create-if-absent (a hard link on files, a conditional write on S3).
 
 Memory stays bounded whatever the blob's size: bytes flow through in chunks of `CHUNK`.
 """
@@ -235,18 +236,22 @@ class BlobStore(abc.ABC):
 
     # ---- public API -------------------------------------------------------------------------
 
-    def put(self, key: str, source: Source, *, sha256: str | None = None) -> BlobInfo:
+    def put(
+        self, key: str, source: Source, *, sha256: str | None = None, create_only: bool = False
+    ) -> BlobInfo:
         """Store `source` under `key`, atomically: readers see the old blob or the whole new one.
 
         With `sha256`, bytes that do not match are refused (`DigestMismatch`) and nothing is
-        stored. Returns the size and SHA-256 of what was stored.
+        stored. With `create_only`, a key that exists is refused (`BlobExists`) and left as it
+        is, decided by the store itself, so of concurrent writers exactly one creates the blob
+        (a check before the put would let two through). Returns what was stored.
         """
         check_key(key)
         expected = None if sha256 is None else check_digest(sha256)
         with _as_stream(source) as raw:
             reader = HashingReader(raw, expected)
             with self._errors():
-                self._put(key, reader)
+                (self._create if create_only else self._put)(key, reader)
         if not reader.done:  # pragma: no cover - a backend that stopped reading early
             raise AssertionError(f"{type(self).__name__}._put did not read to the end")
         return BlobInfo(key, reader.size, reader.hexdigest())
@@ -389,6 +394,10 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def _put(self, key: str, reader: Readable) -> None:
         """Read `reader` to EOF (b"") and make the bytes visible under `key` only then."""
+
+    @abc.abstractmethod
+    def _create(self, key: str, reader: Readable) -> None:
+        """As `_put`, but raise `BlobExists` (leaving it unchanged) when `key` is taken, atomically."""
 
     @abc.abstractmethod
     def _open(self, key: str) -> IO[bytes]:

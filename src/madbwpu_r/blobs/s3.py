@@ -6,7 +6,9 @@ the AWS config files), never from the URL. Puts go through boto3's managed trans
 below `part_size`, a multipart upload above it (parts buffered in memory: a streamed put
 holds about `concurrency` + 3 of them at its peak, whatever the blob's size). S3 makes an object visible only when its PUT or its multipart
 upload completes, so a reader never sees a partial blob; a put refused at EOF (digest
-mismatch) aborts the multipart upload.
+mismatch) aborts the multipart upload. A create-only put is a conditional write
+(`If-None-Match: *`, on the PUT or on the multipart completion): the store refuses it when the
+key exists, so of racing writers exactly one creates the object.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from botocore.config import Config  # type: ignore[import-untyped]  # (same)
 
 from madbwpu_r.blobs.errors import (
     BlobConfigError,
+    BlobExists,
     BlobNotFound,
     BlobStoreError,
     BlobUnavailable,
@@ -45,6 +48,8 @@ _DENIED = {
     "InvalidToken",
 }
 _UNAVAILABLE = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"}
+_KEY_TAKEN = {"PreconditionFailed", "412"}  # a conditional write (If-None-Match: *) lost
+_WRITE_CONFLICT = {"ConditionalRequestConflict"}  # another conditional write is in flight
 _BUCKET_TAKEN = {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}
 
 
@@ -64,6 +69,7 @@ class S3BlobStore(BlobStore):
         addressing: str | None = None,
     ):
         self.bucket = bucket
+        self.part_size = part_size
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.create = create
         session = boto3.session.Session()
@@ -169,6 +175,10 @@ class S3BlobStore(BlobStore):
             return self._no_bucket()
         if code in _NOT_FOUND:
             return BlobNotFound(f"no blob at s3://{self.bucket}/{error.get('Key', '')}".rstrip("/"))
+        if code in _WRITE_CONFLICT:
+            return BlobUnavailable(
+                f"S3 store {self.url}: a concurrent create of the same key is in flight; retry"
+            )
         if code in _DENIED:
             return BlobConfigError(
                 f"S3 store {self.url} refused the credentials ({code}): check "
@@ -200,6 +210,51 @@ class S3BlobStore(BlobStore):
     def _put(self, key: str, reader: Readable) -> None:
         self._client.upload_fileobj(reader, self.bucket, self._name(key), Config=self._transfer)
         self._bucket_seen = True
+
+    def _create(self, key: str, reader: Readable) -> None:
+        """A conditional write (`If-None-Match: *`): S3 itself refuses it when the key exists.
+
+        s3transfer cannot send the condition, so this path does its own upload: one PUT when
+        the blob fits in a part, else a multipart upload (two parts in memory at most) whose completion
+        carries the condition; a failed or refused upload is aborted, so nothing is left.
+        """
+        try:
+            self._create_upload(self._name(key), reader)
+        except bex.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in _KEY_TAKEN:
+                raise BlobExists(f"blob {key!r} exists in {self.url}: it is written once") from None
+            raise
+        self._bucket_seen = True
+
+    def _create_upload(self, name: str, reader: Readable) -> None:
+        first = reader.read(self.part_size)
+        second = reader.read(self.part_size) if len(first) == self.part_size else b""
+        if not second:
+            self._client.put_object(Bucket=self.bucket, Key=name, Body=first, IfNoneMatch="*")
+            return
+        upload = self._client.create_multipart_upload(Bucket=self.bucket, Key=name)["UploadId"]
+        try:
+            parts: list[dict[str, Any]] = []
+            part, following = first, second
+            while part:
+                number = len(parts) + 1
+                sent = self._client.upload_part(
+                    Bucket=self.bucket, Key=name, UploadId=upload, PartNumber=number, Body=part
+                )
+                parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+                part = following
+                following = reader.read(self.part_size) if following else b""
+            self._client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=name,
+                UploadId=upload,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload)
+            raise
 
     def _open(self, key: str) -> IO[bytes]:
         try:

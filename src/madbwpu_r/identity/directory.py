@@ -59,7 +59,7 @@ class IdentityDirectory:
 
     def __init__(self, db: AuditDB):
         self.db = db
-        with db.transaction() as tx:
+        with db.ddl() as tx:
             tx.execute(db.dialect.sql(_SCHEMA.replace("{int64}", db.dialect.int64)))
         self._lock = threading.Lock()
         self._cached: tuple[int, dict[str, Member]] = (-1, {})

@@ -96,7 +96,7 @@ class NonceStore:
     def __init__(self, db: AuditDB):
         self.db = db
         d = db.dialect
-        with db.transaction() as tx:
+        with db.ddl() as tx:
             tx.execute(
                 d.sql(
                     f"CREATE TABLE IF NOT EXISTS {{p}}request_nonces (identity TEXT NOT NULL,"

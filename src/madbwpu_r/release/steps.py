@@ -1,4 +1,4 @@
-"""The effects of each pipeline step, against the real tiers over HTTP and the blob files.
+"""The effects of each pipeline step, against the real tiers over HTTP and their blob stores.
 
 Each step only reads, or does something idempotent (copy a content-addressed file, consume a
 fresh single-use grant), so running a step again after a crash is always safe.
@@ -483,7 +483,8 @@ class TierRunner:
     def _archive(self, deploy: DeployRecord, manifest: Manifest, ledger) -> StepOutcome:
         existing = self.store.archive(deploy.deploy_id)
         if existing is None:
-            archive = export_deploy(self.data_dir, self.keys, deploy.deploy_id)
+            blob_url = self.envs.blobs(deploy.environment, self.data_dir)
+            archive = export_deploy(self.data_dir, self.keys, deploy.deploy_id, blob_url)
             existing = ArchiveRecord(
                 deploy.deploy_id, archive.digest, str(archive.path), time.time()
             )
