@@ -22,6 +22,7 @@ from madbwpu_r.release.manifest import DatasetEntry, Manifest
 from madbwpu_r.release.service import Releases
 from madbwpu_r.store.port import Column
 from tests.queue.queue_backends import PG_URL, base_url
+from tests.release.test_serving import Clock
 
 TOKENS = {"write_token": "w" * 32, "worker_token": "k" * 32, "purge_token": "p" * 32}
 
@@ -193,14 +194,6 @@ def test_pointer_moved_by_hand_is_never_served(prod):
 def prod_events(prod: Production):
     with Releases(prod.dir) as svc:
         return svc.store.events()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_cutover_through_another_api_process_is_served_at_its_recheck(prod):

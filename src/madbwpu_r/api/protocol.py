@@ -33,27 +33,24 @@ def _refuse(protocol: Any) -> None:
     protocol.transport.close()
 
 
-class ProblemHttpToolsProtocol(BodyIdleTimer, HttpToolsProtocol):
+class _Problems(BodyIdleTimer):
+    """What both protocols add: problem+json refusals and the body timeout."""
+
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
         self._watch_body()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_watching_body()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def send_400_response(self, msg: str) -> None:
         _refuse(self)
 
 
-class ProblemH11Protocol(BodyIdleTimer, H11Protocol):
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._watch_body()
+class ProblemHttpToolsProtocol(_Problems, HttpToolsProtocol):
+    pass
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_watching_body()
-        super().connection_lost(exc)
 
-    def send_400_response(self, msg: str) -> None:
-        _refuse(self)
+class ProblemH11Protocol(_Problems, H11Protocol):
+    pass
