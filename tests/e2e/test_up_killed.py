@@ -26,12 +26,18 @@ def alive(pid: int) -> bool:
 
 
 def child_pids(pid: int) -> list[int]:
-    """Children of every thread (the supervisor thread starts the workers)."""
-    direct = [
-        int(child)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for child in (task / "children").read_text().split()
-    ]
+    """Children of every thread (the supervisor thread starts the workers); a thread or process
+    that ends while it is read has none."""
+    direct = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return []
+    for task in tasks:
+        try:
+            direct += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
     return direct + [c for d in direct for c in child_pids(d) if alive(d)]
 
 
