@@ -25,13 +25,7 @@ from madbwpu_r.audit.archive import (
 )
 from madbwpu_r.audit.checkpoint import CheckpointError
 from madbwpu_r.audit.db import AuditStoreError
-from madbwpu_r.audit.layout import (
-    AUDIT_KEY,
-    LOGS,
-    open_log,
-    read_witness,
-    write_witness,
-)
+from madbwpu_r.audit.layout import AUDIT_KEY, LOGS, open_log, read_witness, write_witness
 from madbwpu_r.audit.live import verify_log
 from madbwpu_r.audit.log import AuditLog, origin_for
 from madbwpu_r.audit.verify import Report
